@@ -1,0 +1,72 @@
+from typing import Any, Dict, List, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import UserUtteranceReverted
+from rasa_sdk.executor import CollectingDispatcher
+
+# What each intent means to a shopper, so the fallback can ask "Did you mean ...?" in plain words.
+INTENT_DESCRIPTIONS = {
+    "greet": "say hello",
+    "goodbye": "say goodbye",
+    "thank": "say thanks",
+    "help": "see what I can do",
+    "search_product": "search for a product",
+}
+
+
+class ActionDefaultAskAffirmation(Action):
+    """First stage of the two-stage fallback: offer the most likely meaning instead of guessing."""
+
+    def name(self) -> Text:
+        return "action_default_ask_affirmation"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
+        ranking = [
+            entry["name"]
+            for entry in tracker.latest_message.get("intent_ranking", [])
+            if entry.get("name") in INTENT_DESCRIPTIONS
+        ]
+        if not ranking:
+            return await ActionDefaultAskRephrase().run(dispatcher, tracker, domain)
+        best = ranking[0]
+        dispatcher.utter_message(
+            text=f"Sorry, I'm not sure I understood. Did you want to {INTENT_DESCRIPTIONS[best]}?",
+            buttons=[
+                {"title": "Yes", "payload": f"/{best}"},
+                {"title": "No", "payload": "/out_of_scope"},
+            ],
+        )
+        return []
+
+
+class ActionDefaultAskRephrase(Action):
+    """Second stage of the two-stage fallback."""
+
+    def name(self) -> Text:
+        return "action_default_ask_rephrase"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
+        dispatcher.utter_message(text="Sorry, I didn't quite get that. Could you say it another way?")
+        return []
+
+
+class ActionDefaultFallback(Action):
+    """Last stage: admit it, show an example, and forget the message so it doesn't steer the dialogue."""
+
+    def name(self) -> Text:
+        return "action_default_fallback"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
+        dispatcher.utter_message(
+            text=(
+                "I'm still not sure what you mean. Try something like "
+                '"show me red sneakers under $80", or type "help" to see what I can do.'
+            )
+        )
+        return [UserUtteranceReverted()]

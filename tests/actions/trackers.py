@@ -1,0 +1,37 @@
+"""Real rasa_sdk trackers built the way the action server builds them from Rasa's request."""
+from typing import Dict, List, Optional
+
+from rasa_sdk import Tracker
+
+
+def tracker_for(
+    text: str,
+    intent: str,
+    entities: Optional[List[Dict]] = None,
+    channel: str = "rest",
+    intent_ranking: Optional[List[Dict]] = None,
+) -> Tracker:
+    latest_message = {
+        "text": text,
+        "intent": {"name": intent, "confidence": 0.9},
+        "intent_ranking": intent_ranking or [{"name": intent, "confidence": 0.9}],
+        "entities": entities or [],
+    }
+    events = [
+        {"event": "action", "name": "action_listen"},
+        {"event": "user", "text": text, "parse_data": latest_message, "input_channel": channel},
+    ]
+    return Tracker(
+        sender_id="shopper-1",
+        slots={"shown_products": None},
+        latest_message=latest_message,
+        events=events,
+        paused=False,
+        followup_action=None,
+        active_loop={},
+        latest_action_name="action_listen",
+    )
+
+
+def entity(name: str, value: str) -> Dict:
+    return {"entity": name, "value": value}
