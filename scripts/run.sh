@@ -13,7 +13,7 @@ RASA_ENDPOINTS=${RASA_ENDPOINTS:-endpoints.yml}
 RASA_MODEL=${RASA_MODEL:-models/shop.tar.gz}
 RASA_CORS_ORIGINS=${RASA_CORS_ORIGINS:-http://localhost:$WEB_PORT http://127.0.0.1:$WEB_PORT}
 export WEB_HOST WEB_PORT
-export RASA_SOCKET_URL=${RASA_SOCKET_URL:-http://localhost:$RASA_PORT}
+export RASA_SOCKET_URL=${RASA_SOCKET_URL:-http://127.0.0.1:$RASA_PORT}
 export SHOP_PUBLIC_URL=${SHOP_PUBLIC_URL:-http://localhost:$WEB_PORT}
 mkdir -p var/log
 

@@ -212,7 +212,7 @@ def featured_products(session: Session, limit: int = 12) -> List[ProductSummary]
         for row in session.execute(
             select(Product.id)
             .outerjoin(Review, Review.product_id == Product.id)
-            .where(Product.published.is_(True))
+            .where(Product.published.is_(True), Product.variants.any())
             .group_by(Product.id)
             .order_by(func.count(Review.id).desc(), Product.id)
             .limit(limit)

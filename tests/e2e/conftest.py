@@ -1,0 +1,79 @@
+"""One real stack for the end-to-end tests: a seeded shop, the action server, Rasa and the shop front."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shop.db import make_engine
+from tests.e2e.servers import BIN, REPO_ROOT, Server, free_port, run_checked
+
+MODEL = REPO_ROOT / "models" / "shop.tar.gz"
+SHOP_NAME = "E2E Test Outfitters"
+
+
+@dataclass
+class Stack:
+    rasa_url: str
+    web_url: str
+    database_url: str
+    workdir: Path
+
+    def engine(self):
+        return make_engine(self.database_url)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    if not MODEL.exists():
+        pytest.fail(f"No trained model at {MODEL}: run `make train` first (make test does).")
+    workdir: Path = tmp_path_factory.mktemp("stack")
+    database_url = f"sqlite:///{workdir / 'shop.db'}"
+    rasa_port, action_port, web_port = free_port(), free_port(), free_port()
+    web_url = f"http://127.0.0.1:{web_port}"
+    env = {
+        "SHOP_DATABASE_URL": database_url,
+        "SHOP_NAME": SHOP_NAME,
+        "SHOP_PUBLIC_URL": web_url,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    run_checked(
+        [str(BIN / "python"), "-m", "shop", "seed", "--products", "300", "--reviews", "600",
+         "--customers", "40", "--orders", "80"],
+        env,
+    )
+    endpoints = workdir / "endpoints.yml"
+    endpoints.write_text(
+        f'action_endpoint:\n  url: "http://127.0.0.1:{action_port}/webhook"\n'
+        f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{workdir / "tracker.db"}"\n'
+    )
+
+    servers = []
+    try:
+        actions = Server("action server", [str(BIN / "rasa"), "run", "actions", "--port", str(action_port)],
+                         env, workdir / "actions.log")
+        servers.append(actions)
+        rasa = Server(
+            "rasa server",
+            [str(BIN / "rasa"), "run", "--model", str(MODEL), "--enable-api", "-i", "127.0.0.1",
+             "-p", str(rasa_port), "--endpoints", str(endpoints), "--credentials", "credentials.yml",
+             "--cors", "*"],
+            env, workdir / "rasa.log",
+        )
+        servers.append(rasa)
+        web = Server("web front", [str(BIN / "python"), "-m", "web"],
+                     {**env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(web_port),
+                      "RASA_SOCKET_URL": f"http://127.0.0.1:{rasa_port}"},
+                     workdir / "web.log")
+        servers.append(web)
+
+        actions.wait_until_ready(f"http://127.0.0.1:{action_port}/health", lambda r: r.ok, 120)
+        web.wait_until_ready(f"{web_url}/healthz", lambda r: r.ok, 60)
+        rasa.wait_until_ready(
+            f"http://127.0.0.1:{rasa_port}/status",
+            lambda r: r.ok and bool(r.json().get("model_file")),
+            240,
+        )
+        yield Stack(f"http://127.0.0.1:{rasa_port}", web_url, database_url, workdir)
+    finally:
+        for server in reversed(servers):
+            server.stop()

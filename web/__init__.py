@@ -1,0 +1,1 @@
+"""The shopper-facing shop front (aiohttp + Jinja2) with the rasa-webchat chat widget."""
