@@ -1,0 +1,211 @@
+"""`python -m shop <command>`: the shop's data commands.
+
+Every command works on the database named by SHOP_DATABASE_URL (default: the SQLite file
+var/shop.db at the repository root); `--database-url` overrides it for one call.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from typing import List, Optional
+
+from shop.db import create_schema, database_url, make_engine
+
+EXAMPLES = """\
+examples:
+  python -m shop init-db
+  python -m shop seed                        # the demo store (1,000 products, 1,200 orders)
+  python -m shop seed --if-empty             # only when the catalog has no products yet
+  python -m shop seed --reset --size large   # replace everything with a 100,000-product catalog
+  python -m shop import-shopify products_export.csv
+  python -m shop stats
+  SHOP_DATABASE_URL=postgresql+psycopg2://user@host/shop python -m shop stats
+"""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2024-05-31") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from shop.seed import SIZE_PRESETS
+
+    # --database-url is accepted before or after the command name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--database-url", metavar="URL", default=argparse.SUPPRESS,
+        help="SQLAlchemy database URL; overrides SHOP_DATABASE_URL "
+        "(default: the SQLite file var/shop.db at the repository root)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m shop", description="Data commands of the shop backend: schema, demo data, imports, stats.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    commands.add_parser(
+        "init-db", parents=[common], help="create the shop's tables (existing tables and data are kept)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Create every table of the shop schema that does not exist yet. Existing data is kept.",
+    )
+
+    demo, large = SIZE_PRESETS["demo"], SIZE_PRESETS["large"]
+    seed = commands.add_parser(
+        "seed", parents=[common], help="generate the deterministic demo store",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Generate a demo store: categories, brands, products with colour/size variants, reviews,\n"
+            "customers, discount codes and a year of orders in every status (with returns and refunds).\n"
+            "The same --seed (and --today) always produces the same data. Refuses to touch a catalog\n"
+            "that already has products unless --reset (replace it) or --if-empty (do nothing) is given."
+        ),
+        epilog=(
+            f"sizes:\n  demo   {demo['products']:,} products, {demo['reviews']:,} reviews, {demo['customers']:,} "
+            f"customers, {demo['orders']:,} orders\n  large  {large['products']:,} products, {large['reviews']:,} "
+            f"reviews, {large['customers']:,} customers, {large['orders']:,} orders (for benchmarks)\n"
+            "--products/--reviews/--customers/--orders override single numbers of the chosen size."
+        ),
+    )
+    seed.add_argument("--seed", type=int, default=42, help="random seed; same seed, same store (default: 42)")
+    seed.add_argument("--size", choices=sorted(SIZE_PRESETS), default="demo", help="preset size (default: demo)")
+    seed.add_argument("--products", type=_positive, metavar="N", help="number of products")
+    seed.add_argument("--reviews", type=_positive, metavar="N", help="number of reviews")
+    seed.add_argument("--customers", type=_positive, metavar="N", help="number of customers")
+    seed.add_argument("--orders", type=_positive, metavar="N", help="number of orders")
+    seed.add_argument("--today", type=_day, metavar="YYYY-MM-DD",
+                      help="reference day: orders lie in the 12 months before it (default: today, UTC)")
+    mode = seed.add_mutually_exclusive_group()
+    mode.add_argument("--if-empty", action="store_true", help="seed only when the catalog has no products")
+    mode.add_argument("--reset", action="store_true", help="drop ALL shop data first, then seed")
+    seed.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    shopify = commands.add_parser(
+        "import-shopify", parents=[common], help="import a Shopify product CSV export",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Import products from a Shopify product CSV export (Products > Export in the Shopify admin).\n"
+            "Products are matched by Handle and variants by their Color/Size options, so importing the\n"
+            "same file again updates prices and stock instead of duplicating. A broken row is reported\n"
+            "with its line number and its product is skipped (left as it was); the rest is imported."
+        ),
+        epilog="exit status: 0 when the file was read (even with skipped rows); 1 when it cannot be read at all.",
+    )
+    shopify.add_argument("path", help="the CSV file")
+
+    commands.add_parser(
+        "stats", parents=[common], help="count products, variants, reviews, customers and orders by status",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print how many products, variants, reviews, customers and orders (by status) the shop has.",
+    )
+    return parser
+
+
+def _engine(args: argparse.Namespace):
+    return make_engine(getattr(args, "database_url", None) or database_url())
+
+
+def _display_url(engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def cmd_init_db(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    create_schema(engine)
+    print(f"Schema ready in {_display_url(engine)}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from shop.seed import SeedConfig, SeedError, reset_store, seed_store
+
+    config = SeedConfig.preset(
+        args.size, seed=args.seed, products=args.products, reviews=args.reviews, customers=args.customers,
+        orders=args.orders, today=args.today,
+    )
+    engine = _engine(args)
+    if args.reset:
+        reset_store(engine)
+    try:
+        report = seed_store(engine, config, if_empty=args.if_empty, progress=not args.quiet)
+    except SeedError as exc:
+        print(f"seed: {exc}", file=sys.stderr)
+        return 1
+    if not report.seeded:
+        print(f"Not seeding: {report.message}.")
+        return 0
+    print(
+        f"Seeded {_display_url(engine)} in {report.seconds:.1f}s (seed {config.seed}): "
+        f"{report.products:,} products, {report.variants:,} variants, {report.reviews:,} reviews, "
+        f"{report.customers:,} customers, {report.orders:,} orders, {report.discount_codes} discount codes"
+    )
+    if report.orders_by_status:
+        print("  orders: " + ", ".join(f"{s} {n}" for s, n in report.orders_by_status.items()))
+    return 0
+
+
+def cmd_import_shopify(args: argparse.Namespace) -> int:
+    from shop.shopify_import import ShopifyImportError, import_shopify_csv
+
+    engine = _engine(args)
+    create_schema(engine)
+    try:
+        report = import_shopify_csv(engine, args.path)
+    except ShopifyImportError as exc:
+        print(f"import-shopify: {exc}. Nothing was imported.", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from shop.seed import store_counts
+
+    engine = _engine(args)
+    counts = store_counts(engine)
+    if not counts:
+        print(f"{_display_url(engine)} has no shop tables yet: run `python -m shop init-db` or `seed`.")
+        return 0
+    by_status = counts.pop("orders_by_status")
+    width = max(len(k) for k in list(counts) + list(by_status)) + 4
+    print(f"Shop data in {_display_url(engine)}")
+    for name, value in counts.items():
+        print(f"  {name:<{width}}{value:>10,}")
+    print("  orders by status")
+    for status, value in by_status.items():
+        print(f"    {status:<{width - 2}}{value:>10,}")
+    return 0
+
+
+COMMANDS = {"init-db": cmd_init_db, "seed": cmd_seed, "import-shopify": cmd_import_shopify, "stats": cmd_stats}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted; nothing of the running step was kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a clear one-line message instead of a traceback for database trouble
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(exc, SQLAlchemyError):
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            print(f"{args.command}: database error: {detail}", file=sys.stderr)
+            return 2
+        raise
