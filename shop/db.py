@@ -77,5 +77,6 @@ def session_scope(engine: Optional[Engine] = None) -> Iterator[Session]:
 
 def create_schema(engine: Optional[Engine] = None) -> None:
     from shop.models import Base
+    import shop.verification  # noqa: F401  (its tables live beside the service that owns them)
 
     Base.metadata.create_all(engine or get_engine())
