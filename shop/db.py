@@ -77,6 +77,8 @@ def session_scope(engine: Optional[Engine] = None) -> Iterator[Session]:
 
 def create_schema(engine: Optional[Engine] = None) -> None:
     from shop.models import Base
-    import shop.verification  # noqa: F401  (its tables live beside the service that owns them)
+    # Services that own extra tables define them beside their code; importing registers them.
+    import shop.carts, shop.checkout, shop.newsletter, shop.payments, shop.promotions  # noqa: F401,E401
+    import shop.verification  # noqa: F401
 
     Base.metadata.create_all(engine or get_engine())
