@@ -11,6 +11,13 @@ INTENT_DESCRIPTIONS = {
     "thank": "say thanks",
     "help": "see what I can do",
     "search_product": "search for a product",
+    "refine_search": "change your last search",
+    "show_more": "see more results",
+    "product_details": "know more about a product",
+    "check_availability": "check if something is in stock",
+    "ask_reviews": "see what reviewers say",
+    "recommend": "get a recommendation",
+    "set_preference": "tell me your size or colours you like",
 }
 
 

@@ -2,6 +2,7 @@
 from typing import Any, Dict, Sequence, Text
 
 from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
 
 from shop.catalog import ProductSummary, format_price
 from shop.settings import absolute_url, shop_settings
@@ -57,3 +58,22 @@ def product_carousel(products: Sequence[ProductSummary]) -> Dict[Text, Any]:
         "type": "template",
         "payload": {"template_type": "generic", "elements": [product_card(p) for p in products]},
     }
+
+
+def show_products(
+    dispatcher: CollectingDispatcher,
+    tracker: Tracker,
+    intro: Text,
+    products: Sequence[ProductSummary],
+    offer_more: bool = False,
+) -> None:
+    """Cards on the web chat, a numbered list elsewhere; a "show more" button when there is more."""
+    buttons = [{"title": "Show more", "payload": "/show_more"}] if offer_more else []
+    if channel_supports_cards(tracker):
+        dispatcher.utter_message(text=intro)
+        dispatcher.utter_message(attachment=product_carousel(products))
+        if buttons:
+            dispatcher.utter_message(text="Want to see more?", buttons=buttons)
+    else:
+        more = "\nSay \"show more\" for more." if offer_more else ""
+        dispatcher.utter_message(text=f"{intro}\n{product_list_text(products)}{more}")

@@ -20,6 +20,9 @@ examples:
   python -m shop seed --reset --size large   # replace everything with a 100,000-product catalog
   python -m shop import-shopify products_export.csv
   python -m shop stats
+  python -m shop lookups                     # NLU lookup tables from the catalog -> data/nlu/lookups
+  python -m shop search-index --rebuild      # rebuild the catalog search index
+  python -m shop bench-search                # search engine vs naive scan (needs `seed --size large`)
   SHOP_DATABASE_URL=postgresql+psycopg2://user@host/shop python -m shop stats
 """
 
@@ -112,6 +115,45 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Print how many products, variants, reviews, customers and orders (by status) the shop has.",
     )
+    lookups = commands.add_parser(
+        "lookups", parents=[common], help="write Rasa NLU lookup tables (category, brand, color) from the catalog",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Write category.yml (category names and product types, singular and plural), brand.yml and\n"
+            "color.yml (distinct variant colours) in Rasa 3.x NLU format, generated from the catalog in the\n"
+            "database. Sorted and deterministic: the same catalog always gives the same files."
+        ),
+    )
+    lookups.add_argument("--out", metavar="DIR", default=None,
+                         help="directory to write into (default: data/nlu/lookups in the repository)")
+
+    index = commands.add_parser(
+        "search-index", parents=[common], help="build or refresh the catalog search index",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Bring the catalog search index up to date (tables, triggers, documents). Searches do this by\n"
+            "themselves; run it after bulk changes so that no shopper waits for it. `seed` and\n"
+            "`import-shopify` run it too."
+        ),
+    )
+    index.add_argument("--rebuild", action="store_true", help="rebuild every document from scratch")
+    index.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    bench = commands.add_parser(
+        "bench-search", parents=[common], help="time catalog searches: the search engine vs a naive LIKE scan",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Run a fixed, seeded mix of typical chat searches through the search engine and through a naive\n"
+            "LIKE scan, and print p50/p99 latencies and the speed-up. Needs the large catalog:\n"
+            "  python -m shop seed --reset --size large"
+        ),
+    )
+    # Defaults as in shop.bench_search (not imported here: the parser stays light for every command).
+    bench.add_argument("--queries", type=_positive, default=100, metavar="N", help="number of searches (default: 100)")
+    bench.add_argument("--seed", type=int, default=7, help="seed of the query mix (default: 7)")
+    bench.add_argument("--min-products", type=_positive, default=100_000, metavar="N",
+                       help="refuse to run on a smaller catalog (default: 100,000)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -155,7 +197,15 @@ def cmd_seed(args: argparse.Namespace) -> int:
     )
     if report.orders_by_status:
         print("  orders: " + ", ".join(f"{s} {n}" for s, n in report.orders_by_status.items()))
+    _refresh_search_index(engine, progress=not args.quiet)
     return 0
+
+
+def _refresh_search_index(engine, progress: bool = False) -> None:
+    from shop.search_index import ensure_search_index
+
+    indexed = ensure_search_index(engine, progress=progress)
+    print(f"Search index up to date ({indexed:,} products indexed).")
 
 
 def cmd_import_shopify(args: argparse.Namespace) -> int:
@@ -169,6 +219,49 @@ def cmd_import_shopify(args: argparse.Namespace) -> int:
         print(f"import-shopify: {exc}. Nothing was imported.", file=sys.stderr)
         return 1
     print(report.summary())
+    _refresh_search_index(engine)
+    return 0
+
+
+def cmd_lookups(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from shop.db import session_scope
+    from shop.lookups import DEFAULT_OUT_DIR, write_lookup_tables
+
+    engine = _engine(args)
+    out_dir = Path(args.out) if args.out else DEFAULT_OUT_DIR
+    with session_scope(engine) as session:
+        counts = write_lookup_tables(session, out_dir)
+    print(f"Wrote lookup tables to {out_dir}: " + ", ".join(f"{name}.yml {n} entries" for name, n in counts.items()))
+    return 0
+
+
+def cmd_search_index(args: argparse.Namespace) -> int:
+    from shop.search_index import rebuild_search_index
+
+    engine = _engine(args)
+    if args.rebuild:
+        indexed = rebuild_search_index(engine, progress=not args.quiet)
+        print(f"Search index rebuilt: {indexed:,} products.")
+        return 0
+    _refresh_search_index(engine, progress=not args.quiet)
+    return 0
+
+
+def cmd_bench_search(args: argparse.Namespace) -> int:
+    from shop.bench_search import BenchError, run_benchmark
+
+    engine = _engine(args)
+    try:
+        report = run_benchmark(engine, args.queries, args.seed, args.min_products, progress=not args.quiet)
+    except BenchError as exc:
+        print(f"bench-search: {exc}", file=sys.stderr)
+        return 1
+    print(f"Search benchmark on {_display_url(engine)} ({engine.dialect.name}): {report.products:,} products, "
+          f"{report.queries} queries (seed {report.seed})")
+    for line in report.lines():
+        print("  " + line)
     return 0
 
 
@@ -191,7 +284,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"init-db": cmd_init_db, "seed": cmd_seed, "import-shopify": cmd_import_shopify, "stats": cmd_stats}
+COMMANDS = {
+    "init-db": cmd_init_db, "seed": cmd_seed, "import-shopify": cmd_import_shopify, "stats": cmd_stats,
+    "lookups": cmd_lookups, "search-index": cmd_search_index, "bench-search": cmd_bench_search,
+}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

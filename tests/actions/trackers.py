@@ -10,6 +10,8 @@ def tracker_for(
     entities: Optional[List[Dict]] = None,
     channel: str = "rest",
     intent_ranking: Optional[List[Dict]] = None,
+    slots: Optional[Dict] = None,
+    active_loop: Optional[Dict] = None,
 ) -> Tracker:
     latest_message = {
         "text": text,
@@ -23,15 +25,18 @@ def tracker_for(
     ]
     return Tracker(
         sender_id="shopper-1",
-        slots={"shown_products": None},
+        slots={"shown_products": None, **(slots or {})},
         latest_message=latest_message,
         events=events,
         paused=False,
         followup_action=None,
-        active_loop={},
+        active_loop=active_loop or {},
         latest_action_name="action_listen",
     )
 
 
-def entity(name: str, value: str) -> Dict:
-    return {"entity": name, "value": value}
+def entity(name: str, value: str, role: Optional[str] = None) -> Dict:
+    found = {"entity": name, "value": value}
+    if role:
+        found["role"] = role
+    return found

@@ -38,7 +38,7 @@ def stack(tmp_path_factory):
     }
     run_checked(
         [str(BIN / "python"), "-m", "shop", "seed", "--products", "300", "--reviews", "600",
-         "--customers", "40", "--orders", "80"],
+         "--customers", "60", "--orders", "400"],
         env,
     )
     endpoints = workdir / "endpoints.yml"

@@ -1,0 +1,122 @@
+import asyncio
+from datetime import datetime
+
+from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import select
+
+from actions.products import ActionCheckAvailability, ActionProductDetails, ActionShowReviews
+from actions.recommend import ActionRecommendProducts, ActionSetPreference, ValidateGiftQuizForm
+from shop.db import session_scope
+from shop.models import Order, OrderItem, Product, Variant
+from tests.actions.trackers import entity, tracker_for
+
+SHOWN = ["court-classic-sneaker", "blaze-runner-sneaker", "summit-pro-sneaker"]
+
+
+def run(action, tracker):
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(action.run(dispatcher, tracker, {}))
+    return dispatcher.messages, events
+
+
+def all_text(messages):
+    return "\n".join(m.get("text") or "" for m in messages)
+
+
+def bought_together(engine, *handles, times=2):
+    with session_scope(engine) as session:
+        variants = [
+            session.execute(select(Variant).join(Product).where(Product.handle == h)).scalars().first()
+            for h in handles
+        ]
+        for number in range(times):
+            order = Order(number=f"SH-9{number:05d}", email="a@example.com", status="delivered",
+                          placed_at=datetime(2026, 1, 1))
+            for variant in variants:
+                order.items.append(OrderItem(variant_id=variant.id, product_title="x", quantity=1,
+                                             unit_price_cents=variant.price_cents))
+            session.add(order)
+
+
+def test_details_of_the_second_one_shown_with_stock_reviews_delivery_and_cross_sell(shop_engine):
+    bought_together(shop_engine, "blaze-runner-sneaker", "harbor-denim-jacket")
+    tracker = tracker_for("tell me more about the second one", "product_details",
+                          [entity("position", "2")], slots={"shown_products": SHOWN})
+    messages, events = run(ActionProductDetails(), tracker)
+    text = all_text(messages)
+    assert "Blaze Runner Sneaker by Stride: $74.99 - $79.99." in text
+    assert "In stock: red (42); white (42)." in text
+    assert "Rated 4.5/5 from 2 reviews" in text
+    assert "with standard shipping" in text
+    assert "http://shop.test/products/blaze-runner-sneaker" in text
+    assert "Frequently bought together: Harbor Denim Jacket ($89.00)" in text
+    assert events == [{"event": "slot", "timestamp": None, "name": "current_product",
+                       "value": "blaze-runner-sneaker"}]
+
+
+def test_a_product_described_by_colour_and_kind_is_found_among_those_shown(shop_engine):
+    tracker = tracker_for("what about the white one", "product_details",
+                          [entity("color", "white")], slots={"shown_products": SHOWN})
+    messages, _ = run(ActionProductDetails(), tracker)
+    assert all_text(messages).startswith("Blaze Runner Sneaker")
+
+
+def test_an_unclear_reference_asks_which_one(shop_engine):
+    tracker = tracker_for("tell me more", "product_details", slots={"shown_products": SHOWN})
+    messages, events = run(ActionProductDetails(), tracker)
+    assert messages[0]["text"] == "Which one do you mean?"
+    assert [b["title"] for b in messages[0]["buttons"]] == [
+        "Court Classic Sneaker", "Blaze Runner Sneaker", "Summit Pro Sneaker"]
+    assert events == []
+
+
+def test_a_sold_out_size_offers_what_is_in_stock(shop_engine):
+    tracker = tracker_for("do you have it in red size 43", "check_availability",
+                          [entity("color", "red"), entity("size", "43")],
+                          slots={"shown_products": SHOWN, "current_product": "blaze-runner-sneaker"})
+    messages, _ = run(ActionCheckAvailability(), tracker)
+    assert messages[0]["text"] == (
+        "Sorry, the Blaze Runner Sneaker in red size 43 is sold out right now (other sizes in stock: 42).")
+
+
+def test_an_available_variant_says_how_few_are_left(shop_engine):
+    tracker = tracker_for("is the first one available in 41", "check_availability",
+                          [entity("position", "1"), entity("size", "41")], slots={"shown_products": SHOWN})
+    messages, _ = run(ActionCheckAvailability(), tracker)
+    assert messages[0]["text"].startswith("Yes! The Court Classic Sneaker in size 41 is in stock (only 1 left).")
+
+
+def test_reviews_show_the_rating_spread(shop_engine):
+    tracker = tracker_for("reviews?", "ask_reviews", slots={"current_product": "blaze-runner-sneaker"})
+    messages, _ = run(ActionShowReviews(), tracker)
+    assert messages[0]["text"].startswith(
+        "The Blaze Runner Sneaker is rated 4.5/5 from 2 reviews (5★ 1, 4★ 1, 3★ 0, 2★ 0, 1★ 0).")
+
+
+def test_gift_budget_must_be_an_amount():
+    dispatcher = CollectingDispatcher()
+    result = asyncio.run(ValidateGiftQuizForm().validate_gift_budget(
+        "lots", dispatcher, tracker_for("lots", "inform"), {}))
+    assert result == {"gift_budget": None}
+    assert "amount" in dispatcher.messages[0]["text"]
+
+
+def test_gift_quiz_answers_become_reasoned_picks_within_budget(shop_engine):
+    tracker = tracker_for("under $100", "inform", [entity("price_max", "$100")],
+                          slots={"recipient": "friend", "occasion": "any", "style": "any", "gift_budget": "$100"})
+    messages, events = run(ActionRecommendProducts(), tracker)
+    text = all_text(messages)
+    assert text.startswith("Here are my")
+    assert "Summit Pro Sneaker" not in text  # $129 is over the budget
+    slots = {e["name"]: e["value"] for e in events}
+    assert slots["recipient"] is None and slots["gift_budget"] is None
+    assert slots["shown_products"]
+
+
+def test_preferences_are_kept_for_the_conversation():
+    tracker = tracker_for("I'm a size M and I don't like yellow", "set_preference",
+                          [entity("size", "M"), entity("color", "yellow", role="disliked")])
+    messages, events = run(ActionSetPreference(), tracker)
+    assert messages[0]["text"] == (
+        "Got it: you wear size M and you would rather avoid yellow. I'll keep that in mind for my suggestions.")
+    assert events[0]["value"] == {"size": "M", "disliked_colors": ["yellow"], "liked_colors": []}
