@@ -84,6 +84,9 @@ def _write_atomically(path: Path, content: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
             file.write(content)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600 files; these are ordinary data files
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

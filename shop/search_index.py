@@ -3,26 +3,33 @@
 Tables (all prefixed ``search_``, outside the ORM schema, no foreign keys so that dropping the
 shop's tables is never blocked by them):
 
-``search_docs``   one row per published product: filter keys, price ranges, rating aggregates;
-                  on PostgreSQL also the normalised text, a weighted ``tsvector`` and a ``text[]``
-                  of facet tokens, each with a GIN index.
+``search_docs``   one row per published product: filter keys, price ranges (in stock / all
+                  variants), rating aggregates, creation time, and its variants in compact form
+                  (for facet counts); on PostgreSQL also a weighted ``tsvector`` of the normalised
+                  text and a ``text[]`` of facet tokens, each with a GIN index.
 ``search_fts``    (SQLite) FTS5 table, rowid = product id: the normalised text columns title,
-                  ptype, category, brand, material, colors, tags, description, and ``facets``.
+                  ptype, category, brand, material, colors, tags, description (bm25 weights
+                  10, 8, 3, 4, 2, 2, 1.5, 1), and ``facets`` (weight 0).
 ``search_dirty``  product ids whose document must be rebuilt, with a version counter.
 ``search_vocab``  the catalog's own words, product types, categories, colours and sizes (insert-only
                   superset; exact after a full rebuild) for typo correction and category matching.
 ``search_meta``   format version and the id of the current build.
+Plus ``ix_variants_search`` on variants (product_id, price_cents, stock, color, size), which
+answers the exact per-variant checks from the index alone.
 
 Staying in sync
 ---------------
 Triggers on products, variants (colour, size, price, stock crossing zero), reviews, brands and
-categories only *mark* products dirty (cheap even for bulk inserts). Every search starts with
-:func:`prepare_search`, which (1) builds the whole index when it is missing, of an older format,
-or its triggers are gone (e.g. after ``reset_store`` dropped and recreated the shop tables), and
-(2) otherwise rebuilds the documents of the dirty products, in the caller's transaction. So a
-search always sees the catalog as the caller's session sees it, whoever wrote it (seed, Shopify
-import, the ORM, raw SQL). The CLI also calls :func:`ensure_search_index` after ``seed`` and
-``import-shopify`` so that the first search after a large seed does not pay for the build.
+categories only *mark* products dirty (cheap even for bulk inserts; statement-level triggers
+with transition tables on PostgreSQL). Every search starts with :func:`prepare_search`, which
+(1) builds the whole index when it is missing, of an older format, or its triggers are gone
+(e.g. after ``reset_store`` dropped and recreated the shop tables), and (2) otherwise rebuilds
+the documents of the dirty products, in the caller's transaction. So a search always sees the
+catalog as the caller's session sees it, whoever wrote it (seed, Shopify import, the ORM, raw
+SQL). A refresh that is rolled back leaves its marks, and a product changed again while it was
+being refreshed keeps its mark (version check): nothing is ever lost, only redone. The CLI
+calls :func:`ensure_search_index` after ``seed`` and ``import-shopify`` (and offers
+``search-index [--rebuild]``) so that no shopper waits for a large build.
 
 Facet tokens
 ------------
@@ -30,8 +37,9 @@ Filters become tokens in the ``facets`` column, so that the full-text engine int
 fast as words: ``k``+category, ``t``+product type, ``g``+gender, ``b``+brand, and per variant,
 with prefix ``a`` (any variant) or ``i`` (a variant in stock): ``c``+colour, ``f``+colour family,
 ``s``+size, and (in stock only) ``x``+colour and size, ``y``+family and size. Two rare tokens
-mark products with no variant in stock or none at all, so that "in stock" is a cheap ``NOT``. Values are coded as 10 base32 characters of a 48-bit hash: short, plain
-alphanumeric words that no tokenizer splits. Colour and size are thereby matched on the *same*
+mark products with no variant in stock or none at all, so that "in stock" is a cheap ``NOT``.
+Values are coded as 10 base32 characters of a 48-bit hash: short, plain alphanumeric words that
+no tokenizer splits and no shopper types. Colour and size are thereby matched on the *same*
 variant; price ranges are checked on ``search_docs`` and, only for products whose variants differ
 in price, exactly against ``variants``.
 """
