@@ -27,7 +27,7 @@ make --no-print-directory train
 
 step "rasa test: conversation tests"
 rm -rf results
-"$BIN/rasa" test core --model models/shop.tar.gz --stories tests/test_stories.yml \
+"$BIN/rasa" test core --model models/shop.tar.gz --stories tests \
   --fail-on-prediction-errors --out results
 
 step "pytest: end-to-end (REST, socket.io, browser)"
