@@ -1,5 +1,5 @@
 # The two commands: `make run` starts the assistant, `make test` runs every test.
-# Other targets: install, validate, train, seed, clean.
+# Other targets: install, validate, train, seed, clean, nlu-report.
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.10 || echo python3.10)
@@ -10,7 +10,7 @@ MODEL := models/shop.tar.gz
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: run test install install-test validate train seed clean
+.PHONY: run test install install-test validate train seed clean nlu-report
 
 run: install $(MODEL)
 	@scripts/run.sh
@@ -46,6 +46,13 @@ $(MODEL): config.yml domain.yml $(DATA_FILES) | install
 	$(BIN)/rasa train --fixed-model-name shop --out models
 
 train: $(MODEL)
+
+# Scores the trained model on the held-out examples in tests/nlu/ (never used for training) and
+# writes results/nlu/summary.md: intent macro-F1, entity F1, per-intent F1 and confusion pairs.
+nlu-report: $(MODEL)
+	rm -rf results/nlu
+	$(BIN)/rasa test nlu --model $(MODEL) --nlu tests/nlu --out results/nlu
+	$(BIN)/python scripts/nlu_report.py results/nlu
 
 seed: install
 	$(BIN)/python -m shop seed --if-empty
