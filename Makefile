@@ -1,5 +1,5 @@
 # The two commands: `make run` starts the assistant, `make test` runs every test.
-# Other targets: install, validate, train, seed, clean, nlu-report.
+# Other targets: install, validate, train, seed, clean, nlu-report, bench, run-scaled, migrate.
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.10 || echo python3.10)
@@ -10,13 +10,18 @@ MODEL := models/shop.tar.gz
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: run test install install-test validate train seed clean nlu-report
+.PHONY: run test install install-test validate train seed clean nlu-report bench test-production
 
 run: install $(MODEL)
 	@scripts/run.sh
 
 test: install-test
 	@scripts/test.sh
+
+# The production profile's scale-out and fault tests: two Rasa replicas and two action servers on
+# the local PostgreSQL, Redis and RabbitMQ. Slow (both replicas load the model), so not in `make test`.
+test-production: install-test $(MODEL)
+	$(BIN)/pytest tests/production
 
 install: $(VENV)/.installed web/node_modules/.installed
 
@@ -54,8 +59,23 @@ nlu-report: $(MODEL)
 	$(BIN)/rasa test nlu --model $(MODEL) --nlu tests/nlu --out results/nlu
 	$(BIN)/python scripts/nlu_report.py results/nlu
 
+# Latency, throughput and memory against Rasa's template bot, and 50 concurrent shoppers on the
+# 100,000-product catalog; prints a table, writes results/bench/bench.json and bench.png.
+bench: install $(MODEL)
+	$(BIN)/python -m bench
+
 seed: install
 	$(BIN)/python -m shop seed --if-empty
+
+# Production-profile extras (README, "Production profile"): two Rasa replicas and two action servers
+# behind local round-robin balancers; the shop schema's migrations.
+.PHONY: run-scaled migrate
+
+run-scaled: install $(MODEL)
+	@scripts/run_scaled.sh
+
+migrate: install
+	$(BIN)/python -m shop migrate
 
 clean:
 	rm -rf models results var .rasa

@@ -1,4 +1,5 @@
 """Turns shop results into chat messages: cards for rich web chat, compact text elsewhere."""
+import json
 from typing import Any, Dict, Sequence, Text
 
 from rasa_sdk import Tracker
@@ -36,7 +37,11 @@ def product_card(product: ProductSummary) -> Dict[Text, Any]:
         "subtitle": f"{product.brand} · {price_text(product)} · {rating_text(product)}",
         "image_url": absolute_url(product.image_url),
         "default_action": {"type": "web_url", "url": link},
-        "buttons": [{"title": "View product", "type": "web_url", "url": link}],
+        "buttons": [
+            {"title": "View product", "type": "web_url", "url": link},
+            {"title": "Add to cart", "type": "postback",
+             "payload": "/add_to_cart" + json.dumps({"product_handle": product.handle})},
+        ],
     }
 
 

@@ -10,10 +10,12 @@ import sys
 from datetime import date
 from typing import List, Optional
 
-from shop.db import create_schema, database_url, make_engine
+from shop.db import database_url, make_engine
+from shop.analytics import add_analytics_commands, cmd_analytics, cmd_unanswered
 
 EXAMPLES = """\
 examples:
+  python -m shop migrate                     # create or upgrade the schema (Alembic migrations)
   python -m shop init-db
   python -m shop seed                        # the demo store (1,000 products, 1,200 orders)
   python -m shop seed --if-empty             # only when the catalog has no products yet
@@ -61,10 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    commands.add_parser(
-        "init-db", parents=[common], help="create the shop's tables (existing tables and data are kept)",
+    migrate = commands.add_parser(
+        "migrate", parents=[common], help="create or upgrade the shop schema with its migrations",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Create every table of the shop schema that does not exist yet. Existing data is kept.",
+        description=(
+            "Apply the schema migrations (shop/migrations, Alembic) up to the newest revision, or to\n"
+            "--revision. An empty database gets the whole schema; data is kept. On PostgreSQL the database\n"
+            "itself is created first when the server does not have it yet."
+        ),
+    )
+    migrate.add_argument("--revision", default="head", help="target revision (default: head, the newest)")
+
+    commands.add_parser(
+        "init-db", parents=[common], help="create the shop's tables (the same as `migrate`)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Create or upgrade the shop schema with its migrations. Existing data is kept.",
     )
 
     demo, large = SIZE_PRESETS["demo"], SIZE_PRESETS["large"]
@@ -154,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-products", type=_positive, default=100_000, metavar="N",
                        help="refuse to run on a smaller catalog (default: 100,000)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_analytics_commands(commands, common, _day)  # analytics, unanswered (shop/analytics.py)
     return parser
 
 
@@ -165,9 +179,40 @@ def _display_url(engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
+def _migrate(args: argparse.Namespace, revision: str = "head"):
+    """An engine on a database whose schema is at `revision`, created by the migrations if need be."""
+    from shop.migrations import current_revision, ensure_database, upgrade
+
+    url = getattr(args, "database_url", None) or database_url()
+    if ensure_database(url):
+        print("Created the database.")
+    engine = make_engine(url)
+    before = current_revision(engine)
+    upgrade(engine, revision)
+    after = current_revision(engine)
+    if before != after:
+        print(f"Schema of {_display_url(engine)} migrated from revision {before or '(none)'} to {after}.")
+    return engine
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
+    from shop.migrations import current_revision, head_revision
+
+    try:
+        engine = _migrate(args, args.revision)
+    except CommandError as exc:  # e.g. an unknown revision: nothing was applied
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 1
+    revision = current_revision(engine)
+    newest = " (the newest)" if revision == head_revision() else ""
+    print(f"Schema of {_display_url(engine)} at revision {revision}{newest}.")
+    return 0
+
+
 def cmd_init_db(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    create_schema(engine)
+    engine = _migrate(args)
     print(f"Schema ready in {_display_url(engine)}")
     return 0
 
@@ -179,7 +224,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         args.size, seed=args.seed, products=args.products, reviews=args.reviews, customers=args.customers,
         orders=args.orders, today=args.today,
     )
-    engine = _engine(args)
+    engine = _migrate(args)
     if args.reset:
         reset_store(engine)
     try:
@@ -211,8 +256,7 @@ def _refresh_search_index(engine, progress: bool = False) -> None:
 def cmd_import_shopify(args: argparse.Namespace) -> int:
     from shop.shopify_import import ShopifyImportError, import_shopify_csv
 
-    engine = _engine(args)
-    create_schema(engine)
+    engine = _migrate(args)
     try:
         report = import_shopify_csv(engine, args.path)
     except ShopifyImportError as exc:
@@ -285,8 +329,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "init-db": cmd_init_db, "seed": cmd_seed, "import-shopify": cmd_import_shopify, "stats": cmd_stats,
+    "migrate": cmd_migrate, "init-db": cmd_init_db, "seed": cmd_seed, "import-shopify": cmd_import_shopify,
+    "stats": cmd_stats,
     "lookups": cmd_lookups, "search-index": cmd_search_index, "bench-search": cmd_bench_search,
+    "analytics": cmd_analytics, "unanswered": cmd_unanswered,
 }
 
 

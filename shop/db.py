@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Optional
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -75,10 +75,18 @@ def session_scope(engine: Optional[Engine] = None) -> Iterator[Session]:
         session.close()
 
 
-def create_schema(engine: Optional[Engine] = None) -> None:
+def shop_metadata() -> MetaData:
+    """Every table of the shop: the schema that create_schema builds and the migrations must match."""
     from shop.models import Base
     # Services that own extra tables define them beside their code; importing registers them.
     import shop.carts, shop.checkout, shop.newsletter, shop.payments, shop.promotions  # noqa: F401,E401
     import shop.verification  # noqa: F401
+    import shop.handoff  # noqa: F401
 
-    Base.metadata.create_all(engine or get_engine())
+    return Base.metadata
+
+
+def create_schema(engine: Optional[Engine] = None) -> None:
+    """Create the missing tables straight from the models (tests, quick starts); production databases
+    are built and kept current by the migrations (shop.migrations, `python -m shop migrate`)."""
+    shop_metadata().create_all(engine or get_engine())

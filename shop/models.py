@@ -211,7 +211,7 @@ class Order(Base):
     total_cents = Column(Integer, nullable=False, default=0)
     discount_code_id = Column(Integer, ForeignKey("discount_codes.id"), nullable=True)
     source = Column(String(20), nullable=False, default="web")  # web, chat
-    conversation_id = Column(String(255), nullable=True)
+    conversation_id = Column(String(255), nullable=True, index=True)  # "did my payment go through?" looks up by chat
     placed_at = Column(DateTime, nullable=False, default=_now, index=True)
     updated_at = Column(DateTime, nullable=False, default=_now, onupdate=_now)
 

@@ -10,8 +10,10 @@ These functions do not check who is asking: the caller first verifies the shoppe
 (`shop.verification`) and then passes the verified email as `owner_email`, which makes an order
 of somebody else indistinguishable from an order that does not exist.
 
-Stock convention: an order holds its stock from the moment it is placed, so lowering a quantity,
-removing a line or cancelling puts the units back on the variant, and raising a quantity takes them.
+Stock convention: an order that holds stock (`shop.checkout.holds_stock`: other orders from the moment
+they are placed, checkout orders once paid) gets its units back on the variant when a quantity is lowered,
+a line removed or the order cancelled, and takes more when a quantity is raised. An order that holds no
+stock yet moves none; a discount code's use is counted (and given back on cancelling) the same way.
 """
 from __future__ import annotations
 
@@ -416,13 +418,14 @@ def price_lines(session: Session, order: Order, quantities: Mapping[int, int],
             notes.append(f"code {code.code} needs a minimum spend of {format_money(code.min_spend_cents)}")
         elif code.kind == "free_shipping":
             free_shipping = True
-        elif code.kind == "fixed":
-            discount = min(code.value, subtotal)
-        elif code.kind == "percent":
+        else:
             base = subtotal
             if code.category_id is not None:
                 base = sum(item.unit_price_cents * qty for item, qty in lines if _category_id(session, item) == code.category_id)
-            discount = base * code.value // 100
+            if code.kind == "fixed":
+                discount = min(code.value, base)
+            elif code.kind == "percent":
+                discount = base * code.value // 100
     elif order.discount_cents and order.subtotal_cents:
         # a discount without a code (e.g. imported orders): keep it in proportion
         discount = order.discount_cents * subtotal // order.subtotal_cents
@@ -440,6 +443,12 @@ def _category_id(session: Session, item: OrderItem) -> Optional[int]:
     return session.execute(
         select(Product.category_id).join(Variant, Variant.product_id == Product.id).where(Variant.id == item.variant_id)
     ).scalar_one_or_none()
+
+
+def _holds_stock(session: Session, order: Order) -> bool:
+    from shop.checkout import holds_stock  # shop.checkout builds on this module
+
+    return holds_stock(session, order)
 
 
 def _apply_totals(order: Order, totals: Totals) -> None:
@@ -593,10 +602,12 @@ def _change_lines(session: Session, order: Order, item: OrderItem, new_qty: int,
             )
         if variant is None:
             raise _refuse("no_longer_available", f"{label} is no longer available, so I can't add more.", order)
-        if variant.stock < delta:
+        held = _holds_stock(session, order)
+        if variant.stock < (delta if held else new_qty):  # an order holding no stock yet needs all of it
             raise _refuse(
                 "not_enough_stock",
-                f"Only {variant.stock} more of {label} {'is' if variant.stock == 1 else 'are'} in stock.",
+                f"Only {variant.stock} {'more ' if held else ''}of {label} "
+                f"{'is' if variant.stock == 1 else 'are'} in stock.",
                 order, available=variant.stock,
             )
     quantities = {i.id: i.quantity for i in order.items}
@@ -612,7 +623,7 @@ def _change_lines(session: Session, order: Order, item: OrderItem, new_qty: int,
             order, suggestion="contact_support",
         )
     # -- all checks passed: change the data
-    if variant is not None:
+    if variant is not None and _holds_stock(session, order):
         variant.stock -= delta
     if new_qty == 0:
         order.items.remove(item)
@@ -688,12 +699,13 @@ def cancel_order(session: Session, number: str, *, owner_email: Optional[str] = 
     paid = order.status != "pending_payment"
     amount = max(order.total_cents, 0) if paid else 0  # earlier partial refunds already left the total
     # -- all checks passed: change the data
-    for item in order.items:
+    held = _holds_stock(session, order)
+    for item in order.items if held else ():
         if item.variant_id is not None:
             variant = session.get(Variant, item.variant_id)
             if variant is not None:
                 variant.stock += item.quantity
-    if order.discount_code_id:
+    if order.discount_code_id and held:
         code = session.get(DiscountCode, order.discount_code_id)
         if code is not None and code.times_used:
             code.times_used -= 1

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CODE_MAX_TRIES", "CODE_TTL", "LOCKOUT", "MAX_FAILURES", "ORDER_FAILURE_LIMIT", "ORDER_FAILURE_WINDOW",
     "NotVerified", "OneTimeCode", "VerificationAttempt", "VerificationResult", "VerificationSession",
-    "end_verification", "is_verified", "purge_expired", "require_verified", "send_code", "verified_email",
+    "end_verification", "is_verified", "lock_status", "purge_expired", "require_verified", "send_code", "verified_email",
     "verify_by_order_details", "verify_code",
 ]
 
@@ -443,6 +443,12 @@ def verified_email(session: Session, conversation_id: str, now: Optional[datetim
     if now - state.verified_at > _session_ttl():
         return None
     return state.verified_email
+
+
+def lock_status(session: Session, conversation_id: str, now: Optional[datetime] = None) -> Optional[VerificationResult]:
+    """The `locked` result while the conversation is locked out, else None (lets a chat stop asking early)."""
+    state = session.get(VerificationSession, (conversation_id or "").strip()) if conversation_id else None
+    return _locked(state, _utc(now)) if state is not None else None
 
 
 def is_verified(session: Session, conversation_id: str, now: Optional[datetime] = None) -> bool:

@@ -35,6 +35,12 @@ from shop.catalog import (
 )
 from shop.db import get_engine, session_scope
 from shop.models import Product
+from web.analytics import add_analytics_routes
+from web.console import add_console_routes
+from shop.payments import PaymentHook, PaymentProvider
+from web.newsletter import add_newsletter_routes
+from web.payments import add_payment_routes, chat_confirmation_hook
+from web.returns import add_return_label_routes
 from web.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -536,7 +542,10 @@ def _check_database(engine: Engine) -> None:
         log.warning("cannot reach the shop database (%s)", exc)
 
 
-def create_app(engine: Optional[Engine] = None, settings: Optional[Settings] = None) -> web.Application:
+def create_app(engine: Optional[Engine] = None, settings: Optional[Settings] = None, *,
+               payment_provider: Optional[PaymentProvider] = None,
+               on_paid: Optional[PaymentHook] = None) -> web.Application:
+    """The shop front; payments default to the sandbox, a paid chat order is confirmed in its chat."""
     app = web.Application(
         middlewares=[errors_and_headers],
         handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": 16 * 1024},
@@ -552,9 +561,15 @@ def create_app(engine: Optional[Engine] = None, settings: Optional[Settings] = N
     app.router.add_get("/products/{handle}", product_page, name="product")
     app.router.add_get("/images/products/{handle}.svg", product_image, name="product_image")
     app.router.add_get("/healthz", healthz, name="healthz")
+    add_console_routes(app, app[ENGINE_KEY])  # the agent console for human handoff (web/console.py)
     # Registered before the static directory so this path is served from the npm package.
     app.router.add_get("/static/webchat.js", webchat_bundle, name="webchat")
     app.router.add_static("/static/", STATIC_DIR, name="static", append_version=False)
+    add_payment_routes(app, engine=app[ENGINE_KEY], provider=payment_provider,
+                       on_paid=on_paid or chat_confirmation_hook())
+    add_newsletter_routes(app)
+    add_return_label_routes(app, app[ENGINE_KEY])  # printable return labels (web/returns.py)
+    add_analytics_routes(app, app[ENGINE_KEY])  # the store team's dashboard (web/analytics.py)
     return app
 
 

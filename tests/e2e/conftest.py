@@ -1,14 +1,19 @@
 """One real stack for the end-to-end tests: a seeded shop, the action server, Rasa and the shop front."""
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from shop.db import make_engine
+from shop.handoff import hash_password
 from tests.e2e.servers import BIN, REPO_ROOT, Server, free_port, run_checked
+from tests.unit.service_helpers import smtp_server
 
-MODEL = REPO_ROOT / "models" / "shop.tar.gz"
+MODEL = Path(os.environ.get("RASA_MODEL") or REPO_ROOT / "models" / "shop.tar.gz")
 SHOP_NAME = "E2E Test Outfitters"
+# The agent console login of the human-handoff tests.
+AGENT_NAME, AGENT_PASSWORD = "alice", "e2e-agent-password"
 
 
 @dataclass
@@ -23,7 +28,14 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def mailbox():
+    """A real local SMTP server (aiosmtpd) that the action server sends one-time codes to."""
+    with smtp_server() as inbox:
+        yield inbox
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, mailbox):
     if not MODEL.exists():
         pytest.fail(f"No trained model at {MODEL}: run `make train` first (make test does).")
     workdir: Path = tmp_path_factory.mktemp("stack")
@@ -35,6 +47,13 @@ def stack(tmp_path_factory):
         "SHOP_NAME": SHOP_NAME,
         "SHOP_PUBLIC_URL": web_url,
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        "SMTP_HOST": mailbox.host,
+        "SMTP_PORT": str(mailbox.port),
+        # Human handoff: agents on duty around the clock; shoppers wait long enough to be claimed.
+        "SHOP_SUPPORT_HOURS": "00:00-24:00",
+        "SHOP_SUPPORT_DAYS": "mon-sun",
+        "SHOP_HANDOFF_WAIT_SECONDS": "600",
+        "SHOP_AGENTS": f"{AGENT_NAME}:{hash_password(AGENT_PASSWORD)}",
     }
     run_checked(
         [str(BIN / "python"), "-m", "shop", "seed", "--products", "300", "--reviews", "600",
@@ -62,7 +81,9 @@ def stack(tmp_path_factory):
         servers.append(rasa)
         web = Server("web front", [str(BIN / "python"), "-m", "web"],
                      {**env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(web_port),
-                      "RASA_SOCKET_URL": f"http://127.0.0.1:{rasa_port}"},
+                      "RASA_SOCKET_URL": f"http://127.0.0.1:{rasa_port}",
+                      "RASA_URL": f"http://127.0.0.1:{rasa_port}",
+                      "ANALYTICS_TRACKER_STORE_URL": f"sqlite:///{workdir / 'tracker.db'}"},
                      workdir / "web.log")
         servers.append(web)
 

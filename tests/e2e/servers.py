@@ -20,12 +20,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, name: str, command: List[str], env: Dict[str, str], log_path: Path):
+    def __init__(self, name: str, command: List[str], env: Dict[str, str], log_path: Path, cwd: Path = REPO_ROOT):
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
+            command, cwd=cwd, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def log_tail(self, lines: int = 40) -> str:

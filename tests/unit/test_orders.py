@@ -420,3 +420,89 @@ def test_a_shipped_or_delivered_order_is_not_cancelled_but_steered_to_a_return(e
     if status == "delivered":
         assert refusal.message.startswith("Order SH-100001 was delivered on Saturday, June 1, 2024, so it can't be "
                                           "cancelled any more.")
+
+
+# -- orders from checkout hold stock only once paid ------------------------------------------------
+
+def checkout_order(session, number, lines, status="pending_payment", stock_taken=False):
+    """An order as shop.checkout records it: its stock leaves the shelf only when it is paid."""
+    from shop.checkout import CheckoutOrder
+    from shop.models import Cart
+
+    order = make_order(session, number, lines, status=status)
+    cart = Cart(session_id="web-1", status="open", created_at=datetime(2024, 5, 1), updated_at=datetime(2024, 5, 1))
+    session.add(cart)
+    session.flush()
+    session.add(CheckoutOrder(order_id=order.id, cart_id=cart.id, session_id="web-1",
+                              created_at=datetime(2024, 5, 1), stock_taken_at=datetime(2024, 5, 1) if stock_taken else None))
+    session.flush()
+    return order
+
+
+def test_changing_an_unpaid_checkout_order_moves_no_stock(engine):
+    with session_scope(engine) as session:
+        v = catalog(session)
+        sneakers, tee = v["sneakers42"].id, v["tee"].id
+        checkout_order(session, "SH-100001", [(v["sneakers42"], 1), (v["tee"], 2)])
+        tee_line = item_id(session, "SH-100001", "Everyday Tee")
+        sneakers_line = item_id(session, "SH-100001", "Canvas Sneakers")
+    with session_scope(engine) as session:
+        change_quantity(session, "SH-100001", tee_line, 5)
+    with session_scope(engine) as session:
+        remove_line(session, "SH-100001", sneakers_line)
+    assert (stock(engine, sneakers), stock(engine, tee)) == (20, 20)
+
+
+def test_an_unpaid_checkout_order_needs_the_whole_new_quantity_on_the_shelf(engine):
+    with session_scope(engine) as session:
+        v = catalog(session)
+        checkout_order(session, "SH-100001", [(v["jacket"], 1), (v["tee"], 1)])
+        line = item_id(session, "SH-100001", "Clearance Jacket")
+    refusal = refused(engine, lambda s: change_quantity(s, "SH-100001", line, 3), "not_enough_stock")
+    assert refusal.message == "Only 2 of Clearance Jacket (navy / L) are in stock."
+
+
+def test_cancelling_an_unpaid_checkout_order_gives_back_no_stock_and_no_code_use(engine):
+    with session_scope(engine) as session:
+        v = catalog(session)
+        tee = v["tee"].id
+        code = DiscountCode(code="TEN", kind="percent", value=10, times_used=4)
+        session.add(code)
+        session.flush()
+        order = checkout_order(session, "SH-100001", [(v["tee"], 2)])
+        order.discount_code_id = code.id
+    with session_scope(engine) as session:
+        result = cancel_order(session, "SH-100001")
+    assert result.refund_cents == 0
+    assert stock(engine, tee) == 20
+    with session_scope(engine) as session:
+        assert session.execute(select(DiscountCode.times_used)).scalar_one() == 4
+        assert session.execute(select(Order.status)).scalar_one() == "cancelled"
+
+
+def test_cancelling_a_paid_checkout_order_gives_its_stock_back(engine):
+    with session_scope(engine) as session:
+        v = catalog(session)
+        tee = v["tee"].id
+        checkout_order(session, "SH-100001", [(v["tee"], 2)], status="paid", stock_taken=True)
+    with session_scope(engine) as session:
+        cancel_order(session, "SH-100001")
+    assert stock(engine, tee) == 22
+
+
+def test_a_fixed_amount_category_code_only_discounts_that_category(engine):
+    with session_scope(engine) as session:
+        v = catalog(session)
+        code = DiscountCode(code="TEE20", kind="fixed", value=2000, category_id=v["tee"].product.category_id)
+        session.add(code)
+        session.flush()
+        make_order(session, "SH-100001", [(v["sneakers42"], 1), (v["tee"], 1)], status="pending_payment",
+                   discount_code=code, discount_cents=1500)
+        line = item_id(session, "SH-100001", "Canvas Sneakers")
+    with session_scope(engine) as session:
+        change_quantity(session, "SH-100001", line, 2)
+    with session_scope(engine) as session:
+        order = session.execute(select(Order)).scalar_one()
+        # $20 off T-shirts, but only $15 of T-shirts on the order: the sneakers are not discounted
+        assert (order.subtotal_cents, order.discount_cents) == (11500, 1500)
+        assert order.total_cents == 11500 - 1500 + 0 + 800

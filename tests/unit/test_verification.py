@@ -18,6 +18,7 @@ from shop.verification import (
     VerificationSession,
     end_verification,
     is_verified,
+    lock_status,
     purge_expired,
     require_verified,
     send_code,
@@ -141,6 +142,18 @@ def test_five_failures_lock_the_conversation_for_15_minutes_across_restarts(shop
 
     after = details(shop, "conv-1", "SH-100001", ALEX, locked_at + LOCKOUT)
     assert after.verified and email_of(shop, "conv-1", locked_at + LOCKOUT) == ALEX
+
+
+def test_lock_status_tells_a_chat_to_stop_asking_until_the_lock_ends(shop):
+    with session_scope(shop) as session:
+        assert lock_status(session, "conv-1", T0) is None  # never seen
+    for minute in range(5):
+        details(shop, "conv-1", "SH-100001", "wrong@example.com", T0 + timedelta(minutes=minute))
+    with session_scope(shop) as session:
+        locked = lock_status(session, "conv-1", T0 + timedelta(minutes=5))
+        assert (locked.code, locked.retry_after_seconds) == ("locked", 14 * 60)
+        assert lock_status(session, "conv-1", T0 + timedelta(minutes=4) + LOCKOUT) is None
+        assert lock_status(session, "conv-2", T0 + timedelta(minutes=5)) is None
 
 
 def test_a_success_resets_the_failure_count(shop):

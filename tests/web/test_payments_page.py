@@ -1,4 +1,4 @@
-"""The sandbox payment page and the webhook receiver on a real aiohttp server (the shop front's app with
+"""The sandbox payment page and the webhook receiver on a real aiohttp server (the shop front's app: create_app wires
 `add_payment_routes`), against a temporary SQLite shop; the card form is filled in headless Chromium."""
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from shop.models import Cart, Order, Variant
 from shop.payments import PaymentOutcome, PaymentSessionRecord, SandboxPaymentProvider, sign, SIGNATURE_HEADER
 from tests.browser import launch_chromium
 from tests.factories import add_product
-from web.payments import add_payment_routes
 from web.server import create_app
 from web.settings import Settings
 
@@ -132,8 +131,8 @@ def pay_server(tmp_path, captured_logs) -> Iterator[PayServer]:
     base_url = f"http://127.0.0.1:{port}"
     provider = SandboxPaymentProvider(base_url=base_url, secret=SECRET)
     server = PayServer(base_url, engine, provider, db_path, variant_id)
-    app = create_app(engine=engine, settings=Settings(host="127.0.0.1", port=port, shop_name="Test Trail Supply"))
-    add_payment_routes(app, engine=engine, provider=provider, on_paid=server.paid.append)
+    app = create_app(engine=engine, settings=Settings(host="127.0.0.1", port=port, shop_name="Test Trail Supply"),
+                     payment_provider=provider, on_paid=server.paid.append)
     running = ThreadedApp(app, port).start()
     try:
         yield server

@@ -41,6 +41,9 @@
       connect: function () { setChatReady(true); },
       disconnect: function () { setChatReady(false); }
     };
+    // The widget's default typing pause (up to 3 s per message) would make a live agent's reply
+    // look slow; a short fixed pause still shows that a message is coming.
+    config.customMessageDelay = function () { return 300; };
     window.WebChat.default(config, mount);
   }
 

@@ -1,0 +1,1 @@
+"""`python -m bench` (`make bench`): latency, throughput and memory of the assistant against Rasa's template bot."""
