@@ -51,7 +51,11 @@ def test_search_add_apply_a_code_check_out_pay_and_see_the_confirmation_in_the_c
                 expect(bot.last).to_contain_text(re.compile(r"to your cart|Which (size|colour)"), timeout=30_000)
                 if added.count():
                     break
+                # Wait for the answer to this click before looking again: clicking twice on the same
+                # question's buttons would pick a button of the next message (e.g. "Check out").
+                messages_before = bot.count()
                 chat.locator(REPLY_BUTTONS).first.click()
+                expect(bot).not_to_have_count(messages_before, timeout=30_000)
             expect(added.first).to_contain_text(f"Added 1 x {title}", timeout=30_000)
 
             say(f"apply {CODE}", f"{CODE} applied")
