@@ -15,10 +15,13 @@ class ActionGreet(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
-        dispatcher.utter_message(
-            text=(
-                f"Hi, welcome to {shop_settings().name}! I'm the shop assistant. "
-                "I can find products for you by type, colour and budget. What are you looking for today?"
-            )
-        )
+        dispatcher.utter_message(text=greeting_text())
         return []
+
+
+def greeting_text() -> Text:
+    """The welcome, also said when a page gives no more specific reason to open the chat (actions/page_context.py)."""
+    return (
+        f"Hi, welcome to {shop_settings().name}! I'm the shop assistant. "
+        "I can find products for you by type, colour and budget. What are you looking for today?"
+    )

@@ -18,6 +18,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
+from actions.feedback import note_feedback_asked, rate_the_chat, record_complaint_of
 from shop.db import session_scope
 from shop.handoff import (
     HandoffError,
@@ -61,6 +62,9 @@ def _when_back_text(now=None) -> Text:
 
 def queue_for_a_person(dispatcher: CollectingDispatcher, tracker: Tracker, reason: Text) -> List[EventType]:
     """Queue the chat for an agent, or record that nobody is on duty; the slot tells the rules which."""
+    # Every complaint counts (shop.feedback), whether a person takes the chat or it becomes a ticket.
+    if reason == "complaint":
+        record_complaint_of(tracker)
     settings = support_settings()
     with session_scope() as session:
         if not settings.is_open():
@@ -231,6 +235,8 @@ class ActionHandoffResume(Action):
             buttons=[{"title": str(stars), "payload": f'/rate_help{{"handoff_rating": "{stars}"}}'}
                      for stars in range(1, 6)],
         )
+        # That question is this conversation's survey: the shop's own 1-5 question is not asked as well.
+        note_feedback_asked(tracker, "handoff")
         return [SlotSet("handoff_status", None)]
 
 
@@ -247,7 +253,11 @@ class ActionHandoffRate(Action):
                 handoff = record_rating(session, tracker.sender_id, given)
                 agent, stars = handoff.agent, handoff.rating
         except HandoffError as error:
-            dispatcher.utter_message(text=error.message)
+            if error.code != "nothing_to_rate":
+                dispatcher.utter_message(text=error.message)
+                return []
+            # No agent to rate: "5 stars" then rates this chat, as the survey's buttons would.
+            rate_the_chat(dispatcher, tracker, given)
             return []
         dispatcher.utter_message(text=f"Thank you! I've passed your {stars}/5 on to {agent}.")
         return []

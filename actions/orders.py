@@ -7,6 +7,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy.orm import Session
 
+from actions.feedback import ask_for_feedback_once
 from actions.verification import (
     CODE_BUTTON,
     VERIFY_PROMPT,
@@ -163,7 +164,10 @@ class ActionOrderStatus(Action):
                 return reset_request()
             summary = orders[0] if scope == "last" or not number else order_summary(session, number, owner_email=owner)
             show_status(dispatcher, summary)
-            return reset_request() + [SlotSet("order_number", summary.number)]
+        # A late order was just offered a person with an apology; a rating question on top would jar.
+        if not summary.is_late:
+            ask_for_feedback_once(dispatcher, tracker, "order_help")
+        return reset_request() + [SlotSet("order_number", summary.number)]
 
 
 # -------------------------------------------------------------------------------- shared asks

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from actions.cart import CART_UNAVAILABLE, latest_entity
+from actions.feedback import ask_for_feedback_once
 from shop.db import session_scope
 from shop.models import Order
 from shop.policy import format_money
@@ -52,6 +53,7 @@ class ActionConfirmPayment(Action):
         if status in PAID_OR_LATER:
             dispatcher.utter_message(text=f"Payment received: your order {number} is confirmed. Total paid: "
                                           f"{format_money(total)}. A confirmation is on its way to {email}.")
+            ask_for_feedback_once(dispatcher, tracker, "purchase")
             return [SlotSet("cart_checkout_status", None), SlotSet("cart_order_number", number)]
         if status == "pending_payment":
             dispatcher.utter_message(text=f"Order {number} is still waiting for payment. Use the payment link above; "

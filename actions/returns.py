@@ -6,6 +6,7 @@ from rasa_sdk import Action
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.feedback import ask_for_feedback_once
 from actions.orders import match_lines, quantity_in
 from actions.verification import (
     FormState,
@@ -146,6 +147,7 @@ class ActionStartReturn(Action):
                 return reset_request()
         dispatcher.utter_message(text=started.message,
                                  buttons=[{"title": "Print the return label", "payload": started.label_url}])
+        ask_for_feedback_once(dispatcher, tracker, "return")
         return reset_request()
 
 

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 import requests
 
 from bench.scripts import baseline_turns, shop_turns
-from tests.e2e.servers import BIN, REPO_ROOT, Server, free_port
+from ops.servers import BIN, REPO_ROOT, Server, free_port
 
 WORK_DIR = REPO_ROOT / "var" / "bench"
 RESULTS_DIR = REPO_ROOT / "results" / "bench"

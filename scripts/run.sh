@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the action server, the Rasa server and the shop front; Ctrl-C stops all three.
+# Starts the action server, the Rasa server, the shop front and the background worker; Ctrl-C stops all four.
 # SHOP_PROFILE=production runs them on PostgreSQL, Redis and RabbitMQ (see scripts/profile.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ source scripts/profile.sh
 start_action_server start "$ACTION_PORT"
 start_rasa start "$RASA_HOST" "$RASA_PORT"
 start web.log "$BIN/python" -m web
+# Cart reminders, stock alerts and lead delivery: jobs kept in the shop database (shop/worker.py).
+start worker.log "$BIN/python" -m shop worker
 
 echo "Loading the model (profile: $SHOP_PROFILE, logs in $SHOP_LOG_DIR/)..."
 wait_for_model "http://$RASA_HOST:$RASA_PORT"

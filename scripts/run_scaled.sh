@@ -35,6 +35,8 @@ for port in $RASA_REPLICA_PORTS; do
 done
 start balancer-rasa.log "$BIN/python" -m ops.balancer --listen "$RASA_HOST:$RASA_PORT" "${rasa_backends[@]}"
 start web.log "$BIN/python" -m web
+# One background worker is enough (jobs are claimed row by row, so more would be safe too); restarted if it stops.
+supervise worker.log "$BIN/python" -m shop worker
 
 echo "Loading the model in ${#replica_urls[@]} Rasa replicas (logs in $SHOP_LOG_DIR/)..."
 wait_for_model "${replica_urls[@]}" "http://$RASA_HOST:$RASA_PORT"

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
 from shop.models import Base, Cart, CartItem, Customer, DiscountCode, Order, OrderItem, Variant
 from shop.orders import Totals, price_lines
@@ -393,6 +393,10 @@ def _line(cart: Cart, variant_id: int) -> Optional[CartItem]:
 
 def _touch(cart: Cart, now: datetime) -> None:
     cart.updated_at = now
+    # Every change re-arms the cart's abandoned-cart reminder (imported here: shop.reminders builds on carts).
+    from shop.reminders import schedule_for_cart
+
+    schedule_for_cart(object_session(cart), cart, now)
 
 
 def add_item(session: Session, session_id: str, variant_id: int, quantity: object = 1, *,

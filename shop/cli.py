@@ -12,6 +12,10 @@ from typing import List, Optional
 
 from shop.db import database_url, make_engine
 from shop.analytics import add_analytics_commands, cmd_analytics, cmd_unanswered
+from shop.broadcasts import add_broadcast_command, cmd_broadcast
+from shop.leads import add_lead_commands, cmd_leads
+from shop.report import add_report_command, cmd_report
+from shop.worker import add_worker_command, cmd_worker
 
 EXAMPLES = """\
 examples:
@@ -25,6 +29,10 @@ examples:
   python -m shop lookups                     # NLU lookup tables from the catalog -> data/nlu/lookups
   python -m shop search-index --rebuild      # rebuild the catalog search index
   python -m shop bench-search                # search engine vs naive scan (needs `seed --size large`)
+  python -m shop leads export --out leads.csv  # every lead with stage, score, reasons, consent
+  python -m shop worker                      # background jobs: cart reminders, stock alerts, lead delivery
+  python -m shop report --days 14            # per day: leads, ratings, complaints, reminders, recovered carts
+  python -m shop broadcast --kind new-arrivals --dry-run   # who would get which personalised picks
   SHOP_DATABASE_URL=postgresql+psycopg2://user@host/shop python -m shop stats
 """
 
@@ -168,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse to run on a smaller catalog (default: 100,000)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     add_analytics_commands(commands, common, _day)  # analytics, unanswered (shop/analytics.py)
+    add_broadcast_command(commands, common)  # broadcast (shop/broadcasts.py)
+    add_lead_commands(commands, common)  # leads export, leads deliver (shop/leads.py)
+    add_worker_command(commands, common)  # worker (shop/worker.py)
+    add_report_command(commands, common)  # report (shop/report.py)
     return parser
 
 
@@ -333,6 +345,9 @@ COMMANDS = {
     "stats": cmd_stats,
     "lookups": cmd_lookups, "search-index": cmd_search_index, "bench-search": cmd_bench_search,
     "analytics": cmd_analytics, "unanswered": cmd_unanswered,
+    "broadcast": cmd_broadcast,
+    "leads": cmd_leads,
+    "worker": cmd_worker, "report": cmd_report,
 }
 
 

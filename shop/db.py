@@ -82,6 +82,7 @@ def shop_metadata() -> MetaData:
     import shop.carts, shop.checkout, shop.newsletter, shop.payments, shop.promotions  # noqa: F401,E401
     import shop.verification  # noqa: F401
     import shop.handoff  # noqa: F401
+    import shop.reminders, shop.alerts, shop.broadcasts  # noqa: F401,E401
 
     return Base.metadata
 

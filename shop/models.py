@@ -277,9 +277,13 @@ class Refund(Base):
 
 
 class Lead(Base):
+    """A bulk or team enquiry, one per conversation, scored by shop.leads (BANT) and queued for the CRM."""
+
     __tablename__ = "leads"
     id = Column(Integer, primary_key=True)
-    conversation_id = Column(String(255), nullable=True, index=True)
+    # Unique: a repeated submission in the same chat updates this row instead of adding a second lead.
+    conversation_id = Column(String(255), nullable=True, unique=True, index=True)
+    source = Column(String(40), nullable=False, default="chat", server_default="chat")  # where it came from
     name = Column(String(160), nullable=False, default="")
     email = Column(String(255), nullable=False, default="")
     company = Column(String(160), nullable=False, default="")
@@ -290,8 +294,21 @@ class Lead(Base):
     need = Column(Text, nullable=False, default="")
     score = Column(Integer, nullable=False, default=0)
     stage = Column(String(10), nullable=False, default="cold")  # cold, warm, hot
+    reasons = Column(JSON, nullable=False, default=list, server_default="[]")  # one plain-words reason per BANT factor
     consent = Column(Boolean, nullable=False, default=False)
+    consent_text = Column(String(500), nullable=False, default="", server_default="")  # the wording agreed to
+    consented_at = Column(DateTime, nullable=True)
+    callback_phone = Column(String(40), nullable=False, default="", server_default="")
+    callback_requested_at = Column(DateTime, nullable=True)
     created_at = Column(DateTime, nullable=False, default=_now)
+    updated_at = Column(DateTime, nullable=True)
+    # The CRM outbox (shop.leads.deliver_due_leads): pending -> delivered, or failed after the last retry.
+    crm_status = Column(String(20), nullable=False, default="pending", server_default="pending", index=True)
+    crm_version = Column(Integer, nullable=False, default=1, server_default="1")  # bumped on every change
+    crm_attempts = Column(Integer, nullable=False, default=0, server_default="0")
+    crm_next_attempt_at = Column(DateTime, nullable=True)
+    crm_last_error = Column(String(500), nullable=False, default="", server_default="")
+    crm_delivered_at = Column(DateTime, nullable=True)
 
 
 class Feedback(Base):

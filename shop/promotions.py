@@ -52,7 +52,8 @@ from shop.policy import format_money
 __all__ = [
     "FIRST_ORDER_DAYS", "FIRST_ORDER_PERCENT", "LOYALTY_DAYS", "LOYALTY_PERCENT", "PAID_STATUSES", "CodeCheck",
     "CodeResult", "IssuedOffer", "OfferResult", "Promotion", "apply_code", "check_code", "first_order_code",
-    "format_day", "loyalty_code", "normalise_code", "paid_orders_count", "public_promotions", "remove_code",
+    "format_day", "issue_single_use_code", "loyalty_code", "normalise_code", "paid_orders_count",
+    "public_promotions", "remove_code",
 ]
 
 # Orders that count as paid (the money was taken at some point), e.g. for "once per customer".
@@ -406,3 +407,16 @@ def first_order_code(session: Session, email: str, now: datetime) -> OfferResult
 def loyalty_code(session: Session, email: str, now: datetime) -> OfferResult:
     """A personal 15%-off thank-you code (60 days) for a customer with past paid orders; issued once, idempotent."""
     return _offer(session, email, now, "loyalty")
+
+
+def issue_single_use_code(session: Session, *, prefix: str, percent: int, now: datetime, valid_for: timedelta,
+                          description: str, customer_id: Optional[int] = None) -> DiscountCode:
+    """A new percent-off code that works once (e.g. a cart reminder's incentive), for one customer when
+    `customer_id` is given; `valid_for` from `now`. Counted as used when the order is paid, like every code."""
+    now = utc_naive(now)
+    code = DiscountCode(code=_new_code(session, prefix), description=description[:255], kind="percent",
+                        value=percent, min_spend_cents=0, starts_at=now, ends_at=now + valid_for, usage_limit=1,
+                        times_used=0, once_per_customer=True, public=False, customer_id=customer_id)
+    session.add(code)
+    session.flush()
+    return code

@@ -20,16 +20,12 @@ Database work runs in worker threads, one unit of work (`shop.db.session_scope`)
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -49,6 +45,7 @@ from shop.payments import (
     handle_payment_event,
 )
 from shop.policy import format_money
+from shop.rasa_client import rasa_token, rasa_url, trigger_intent
 from shop.settings import shop_settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +57,6 @@ MAX_WEBHOOK_BODY = 64 * 1024
 DELIVERY_ATTEMPTS = 3
 PAID_OR_LATER = ("paid", "packed", "shipped", "delivered", "return_requested", "returned", "refunded")
 CONFIRMATION_INTENT = "payment_confirmed"
-RASA_TIMEOUT_SECONDS = 10
 
 
 @dataclass
@@ -314,11 +310,6 @@ def _handle(routes: PaymentRoutes, session, event: PaymentEvent):
 # ----------------------------------------------------------------------------- confirming in the chat
 
 
-def rasa_url() -> str:
-    """Where the Rasa server's HTTP API is: RASA_URL, else http://127.0.0.1:$RASA_PORT."""
-    return (os.environ.get("RASA_URL") or f"http://127.0.0.1:{os.environ.get('RASA_PORT') or 5005}").rstrip("/")
-
-
 def chat_confirmation_hook(base_url: Optional[str] = None, token: Optional[str] = None) -> PaymentHook:
     """on_paid for chat orders: trigger the intent payment_confirmed in the shopper's conversation, so the
     assistant says "your order ... is confirmed" on the channel they last used (output_channel=latest).
@@ -327,20 +318,15 @@ def chat_confirmation_hook(base_url: Optional[str] = None, token: Optional[str] 
     never the payment. RASA_TOKEN is sent when Rasa's API is protected with --auth-token.
     """
     base = (base_url or rasa_url()).rstrip("/")
-    token = token if token is not None else os.environ.get("RASA_TOKEN", "")
+    token = token if token is not None else rasa_token()
 
     def confirm_in_chat(outcome) -> None:
         if not outcome.conversation_id or not outcome.order_number:
             return
-        query = {"output_channel": "latest", **({"token": token} if token else {})}
-        url = f"{base}/conversations/{quote(outcome.conversation_id, safe='')}/trigger_intent?{urlencode(query)}"
-        body = json.dumps({"name": CONFIRMATION_INTENT, "entities": {"order_number": outcome.order_number}})
-        request = urllib.request.Request(url, data=body.encode("utf-8"), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=RASA_TIMEOUT_SECONDS) as response:
-                log.info("payment of order %s confirmed in the chat (%s)", outcome.order_number, response.status)
-        except (urllib.error.URLError, OSError) as error:
-            log.warning("could not confirm order %s in the chat: %s", outcome.order_number, error)
+        if trigger_intent(outcome.conversation_id, CONFIRMATION_INTENT, {"order_number": outcome.order_number},
+                          base_url=base, token=token):
+            log.info("payment of order %s confirmed in the chat", outcome.order_number)
+        else:
+            log.warning("could not confirm order %s in the chat", outcome.order_number)
 
     return confirm_in_chat

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import json
 import logging
 import math
 import re
@@ -247,6 +248,15 @@ async def _query(request: web.Request, fn: Callable, *args) -> Any:
 # ----------------------------------------------------------------------------- rendering
 
 
+def page_context_payload(page: str, product_handle: Optional[str]) -> str:
+    """The message that opens the chat: intent page_context with the page as entities, so the assistant
+    starts with help for this page (actions/page_context.py) instead of one greeting for every page."""
+    entities = {"page_type": page}
+    if product_handle:
+        entities["product_handle"] = product_handle
+    return "/page_context" + json.dumps(entities, separators=(",", ":"))
+
+
 def _chat_config(settings: Settings, page: str, product_handle: Optional[str]) -> Dict[str, Any]:
     """Props for rasa-webchat's WebChat.default(props, element)."""
     return {
@@ -254,7 +264,7 @@ def _chat_config(settings: Settings, page: str, product_handle: Optional[str]) -
         "socketPath": settings.rasa_socket_path,
         "title": settings.shop_name,
         "subtitle": "Shopping assistant",
-        "initPayload": "/greet",
+        "initPayload": page_context_payload(page, product_handle),
         "customData": {"page": page, "product_handle": product_handle, "language": "en"},
         "params": {"storage": "session"},
         "embedded": False,

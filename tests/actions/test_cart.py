@@ -16,15 +16,9 @@ from actions.presentation import product_card
 from shop.catalog import summaries_for_handles
 from shop.db import session_scope
 from shop.models import Cart, CartItem, Variant
-from tests.actions.trackers import entity, tracker_for
+from tests.actions.trackers import entity, run, tracker_for
 
 SHOWN = ["court-classic-sneaker", "blaze-runner-sneaker", "summit-pro-sneaker"]
-
-
-def run(action, tracker):
-    dispatcher = CollectingDispatcher()
-    events = asyncio.run(action.run(dispatcher, tracker, {}))
-    return dispatcher.messages, events
 
 
 def slots(events):

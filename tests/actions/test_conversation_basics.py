@@ -1,16 +1,8 @@
-import asyncio
 
-from rasa_sdk.executor import CollectingDispatcher
 
 from actions.fallback import ActionDefaultAskAffirmation, ActionDefaultFallback
 from actions.greet import ActionGreet
-from tests.actions.trackers import tracker_for
-
-
-def run(action, tracker):
-    dispatcher = CollectingDispatcher()
-    events = asyncio.run(action.run(dispatcher, tracker, {}))
-    return dispatcher.messages, events
+from tests.actions.trackers import run, tracker_for
 
 
 def test_greeting_names_the_shop(monkeypatch):

@@ -19,20 +19,10 @@ from actions.handoff import (
 )
 from shop.db import session_scope
 from shop.handoff import DAY_NAMES, HandoffRequest, claim, request_handoff, resolve
-from shop.models import HandoffTicket
-from tests.actions.trackers import entity, tracker_for
+from shop.models import Feedback, HandoffTicket
+from tests.actions.trackers import entity, run, slot_events, tracker_for
 
 ALWAYS_OPEN = {"SHOP_SUPPORT_HOURS": "00:00-24:00", "SHOP_SUPPORT_DAYS": "mon-sun", "SHOP_HANDOFF_WAIT_SECONDS": "120"}
-
-
-def run(action, tracker):
-    dispatcher = CollectingDispatcher()
-    events = asyncio.run(action.run(dispatcher, tracker, {}))
-    return dispatcher.messages, events
-
-
-def slot_events(events):
-    return {e["name"]: e["value"] for e in events if e["event"] == "slot"}
 
 
 def handoffs(engine):
@@ -185,7 +175,9 @@ def test_after_the_hand_back_the_bot_asks_to_rate_the_agent_and_records_it(shop_
         assert session.scalar(select(HandoffRequest.rating)) == 5
 
 
-def test_a_rating_with_nothing_to_rate_changes_nothing(shop_engine):
-    messages, _ = run(ActionHandoffRate(), tracker_for("5 stars", "rate_help", [entity("handoff_rating", "5")]))
-    assert "no conversation with one of our team left to rate" in messages[0]["text"]
-    assert handoffs(shop_engine) == []
+def test_a_rating_with_no_agent_to_rate_rates_the_chat_instead(shop_engine):
+    messages, events = run(ActionHandoffRate(), tracker_for("5 stars", "rate_help", [entity("handoff_rating", "5")]))
+    assert messages[0]["text"] == "Thank you for your 5/5!"
+    assert events == [] and handoffs(shop_engine) == []
+    with session_scope(shop_engine) as session:
+        assert [(f.rating, f.topic) for f in session.execute(select(Feedback)).scalars()] == [(5, "general")]

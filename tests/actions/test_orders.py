@@ -3,13 +3,11 @@
 `Chat` plays Rasa's part of a form loop (validate, then ask the requested slot or submit), so a test
 reads like the conversation a shopper has. Refusals also check the database is unchanged.
 """
-import asyncio
 from datetime import datetime, timedelta
 from typing import Dict, List, Optional
 
 import pytest
 from rasa_sdk import Tracker
-from rasa_sdk.executor import CollectingDispatcher
 
 from actions.faq import ActionAnswerFaq
 from actions.orders import (
@@ -40,6 +38,7 @@ from shop.db import session_scope
 from shop.models import Order, Product, Variant
 from shop.verification import VerificationSession
 from tests.unit.service_helpers import catalog, make_order, smtp_server, snapshot
+from tests.actions.trackers import run
 
 OWNER = "alex@example.com"
 TODAY = datetime.utcnow().date()
@@ -63,12 +62,6 @@ FAQ_INTENTS = {"return_policy", "delivery_time", "shipping_options", "payment_me
 def order_data(engine):
     """Every shop table except the verification records, which a refusal after verifying rightly adds."""
     return {table: rows for table, rows in snapshot(engine).items() if not table.startswith("verification_")}
-
-
-def run(action, tracker):
-    dispatcher = CollectingDispatcher()
-    events = asyncio.run(action.run(dispatcher, tracker, {}))
-    return dispatcher.messages, events
 
 
 class Chat:

@@ -8,15 +8,9 @@ from actions.products import ActionCheckAvailability, ActionProductDetails, Acti
 from actions.recommend import ActionRecommendProducts, ActionSetPreference, ValidateGiftQuizForm
 from shop.db import session_scope
 from shop.models import Order, OrderItem, Product, Variant
-from tests.actions.trackers import entity, tracker_for
+from tests.actions.trackers import entity, run, tracker_for
 
 SHOWN = ["court-classic-sneaker", "blaze-runner-sneaker", "summit-pro-sneaker"]
-
-
-def run(action, tracker):
-    dispatcher = CollectingDispatcher()
-    events = asyncio.run(action.run(dispatcher, tracker, {}))
-    return dispatcher.messages, events
 
 
 def all_text(messages):

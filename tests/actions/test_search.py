@@ -7,18 +7,8 @@ from sqlalchemy import func, select
 from actions.search import ActionAskSize, ActionSearchProducts, ValidateNarrowSearchForm, price_to_cents
 from shop.db import session_scope
 from shop.models import Product, Variant
-from tests.actions.trackers import entity, tracker_for
+from tests.actions.trackers import entity, run, slot_events, tracker_for
 from tests.factories import add_product
-
-
-def run(action, tracker):
-    dispatcher = CollectingDispatcher()
-    events = asyncio.run(action.run(dispatcher, tracker, {}))
-    return dispatcher.messages, events
-
-
-def slot_events(events):
-    return {e["name"]: e["value"] for e in events if e["event"] == "slot"}
 
 
 def new_search(text, channel="rest", **mentioned):

@@ -1,7 +1,9 @@
 """Real rasa_sdk trackers built the way the action server builds them from Rasa's request."""
+import asyncio
 from typing import Dict, List, Optional
 
 from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
 
 
 def tracker_for(
@@ -40,3 +42,14 @@ def entity(name: str, value: str, role: Optional[str] = None) -> Dict:
     if role:
         found["role"] = role
     return found
+
+
+def run(action, tracker):
+    """Runs a custom action the way the action server does: (messages it sent, events it returned)."""
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(action.run(dispatcher, tracker, {}))
+    return dispatcher.messages, events
+
+
+def slot_events(events):
+    return {e["name"]: e["value"] for e in events if e["event"] == "slot"}

@@ -2,18 +2,21 @@
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict
 
 import pytest
 
 from shop.db import make_engine
 from shop.handoff import hash_password
-from tests.e2e.servers import BIN, REPO_ROOT, Server, free_port, run_checked
+from ops.servers import BIN, REPO_ROOT, Server, free_port, run_checked
 from tests.unit.service_helpers import smtp_server
 
 MODEL = Path(os.environ.get("RASA_MODEL") or REPO_ROOT / "models" / "shop.tar.gz")
 SHOP_NAME = "E2E Test Outfitters"
 # The agent console login of the human-handoff tests.
 AGENT_NAME, AGENT_PASSWORD = "alice", "e2e-agent-password"
+# A left cart is reminded after this many quiet seconds; no worker runs except in the recovery test.
+CART_REMINDER_DELAY_SECONDS = 6
 
 
 @dataclass
@@ -22,9 +25,14 @@ class Stack:
     web_url: str
     database_url: str
     workdir: Path
+    env: Dict[str, str]
 
     def engine(self):
         return make_engine(self.database_url)
+
+    def shop(self, *args: str) -> str:
+        """`python -m shop ARGS` on the stack's database, as the store team runs it; its output."""
+        return run_checked([str(BIN / "python"), "-m", "shop", *args], self.env)
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +62,7 @@ def stack(tmp_path_factory, mailbox):
         "SHOP_SUPPORT_DAYS": "mon-sun",
         "SHOP_HANDOFF_WAIT_SECONDS": "600",
         "SHOP_AGENTS": f"{AGENT_NAME}:{hash_password(AGENT_PASSWORD)}",
+        "SHOP_CART_REMINDER_DELAY_SECONDS": str(CART_REMINDER_DELAY_SECONDS),
     }
     run_checked(
         [str(BIN / "python"), "-m", "shop", "seed", "--products", "300", "--reviews", "600",
@@ -94,7 +103,8 @@ def stack(tmp_path_factory, mailbox):
             lambda r: r.ok and bool(r.json().get("model_file")),
             240,
         )
-        yield Stack(f"http://127.0.0.1:{rasa_port}", web_url, database_url, workdir)
+        rasa_url = f"http://127.0.0.1:{rasa_port}"
+        yield Stack(rasa_url, web_url, database_url, workdir, {**env, "RASA_URL": rasa_url})
     finally:
         for server in reversed(servers):
             server.stop()

@@ -15,10 +15,11 @@ import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
+from ops.servers import BIN, Server, free_port
 from shop.handoff import hash_password
 from tests.browser import launch_chromium
 from tests.e2e.conftest import AGENT_NAME, AGENT_PASSWORD
-from tests.e2e.servers import BIN, Server, free_port
+from tests.e2e.test_rest import say
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,6 @@ def dashboard_url(stack):
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
-
-
-def say(stack, sender, text):
-    response = requests.post(f"{stack.rasa_url}/webhooks/rest/webhook", json={"sender": sender, "message": text},
-                             timeout=60)
-    response.raise_for_status()
-    return response.json()
 
 
 def summary(agent: requests.Session, url: str, today: str) -> dict:

@@ -13,7 +13,7 @@ from shop.db import session_scope
 from shop.handoff import HandoffRequest, hash_password
 from tests.browser import launch_chromium
 from tests.e2e.conftest import AGENT_NAME, AGENT_PASSWORD, SHOP_NAME
-from tests.e2e.servers import BIN, Server, free_port
+from ops.servers import BIN, Server, free_port
 from tests.e2e.test_socketio import WebChatClient
 
 BOT_MESSAGES = "#shop-chat .rw-group-message.rw-from-response .rw-message-text"

@@ -27,7 +27,7 @@ from shop.db import make_engine
 from ops.action_fallback import DEFAULT_MESSAGE, TALK_TO_A_PERSON
 from tests.e2e.catalog_checks import assert_are_red_sneakers_under
 from tests.e2e.conftest import MODEL
-from tests.e2e.servers import BIN, Server, free_port, run_checked
+from ops.servers import BIN, Server, free_port, run_checked
 from tests.unit.conftest import POSTGRES_URL
 
 SHOP_NAME = "Scaled Outfitters"

@@ -11,7 +11,7 @@ from aiohttp import ClientSession, web
 
 from ops.action_fallback import DEFAULT_MESSAGE, TALK_TO_A_PERSON, unavailable_reply
 from ops.balancer import create_app
-from tests.e2e.servers import free_port
+from ops.servers import free_port
 
 
 def backend_app(name: str, hang: asyncio.Event = None) -> web.Application:

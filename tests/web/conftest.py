@@ -235,7 +235,8 @@ class SocketStandIn:
     async def _user_uttered(self, sid, data):
         self.received.append(data)
         message = data.get("message", "")
-        text = "Hi! I'm the shop assistant." if message == "/greet" else f"You said: {message}"
+        opening = message.startswith("/page_context")  # the page context the widget opens the chat with
+        text = "Hi! I'm the shop assistant." if opening else f"You said: {message}"
         await self._sio.emit("bot_uttered", {"text": text}, room=sid)
 
     def _run(self) -> None:

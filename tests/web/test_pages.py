@@ -179,7 +179,7 @@ def test_widget_bundle_is_served_locally_and_configured(web_server, rasa_socket_
         "socketPath": "/socket.io/",
         "title": SHOP_NAME,
         "subtitle": "Shopping assistant",
-        "initPayload": "/greet",
+        "initPayload": '/page_context{"page_type":"home"}',
         "customData": {"page": "home", "product_handle": None, "language": "en"},
         "params": {"storage": "session"},
         "embedded": False,
@@ -190,6 +190,7 @@ def test_widget_bundle_is_served_locally_and_configured(web_server, rasa_socket_
     }
     product = chat_config(get(web_server, "/products/alpine-hiking-boot").text)
     assert product["customData"] == {"page": "product", "product_handle": "alpine-hiking-boot", "language": "en"}
+    assert product["initPayload"] == '/page_context{"page_type":"product","product_handle":"alpine-hiking-boot"}'
     search = chat_config(get(web_server, "/search?q=boot").text)
     assert search["customData"] == {"page": "search", "product_handle": None, "language": "en"}
     # The page allows the browser to reach the Rasa socket and nothing else outside.
@@ -287,7 +288,7 @@ def test_shop_in_headless_chromium(web_server):
 
 def test_chat_widget_talks_socketio_with_page_context(web_server, rasa_socket_stand_in):
     """With something speaking Rasa's socket.io protocol on RASA_SOCKET_URL, the launcher shows,
-    /greet opens the conversation, messages carry the page context as customData, and the
+    the page context opens the conversation, messages carry the page context as customData, and the
     session survives moving to another page (session storage)."""
     from playwright.sync_api import expect, sync_playwright
 
@@ -306,7 +307,7 @@ def test_chat_widget_talks_socketio_with_page_context(web_server, rasa_socket_st
             launcher.click()
             expect(page.locator(bot_text).first).to_have_text("Hi! I'm the shop assistant.", timeout=10_000)
             greet = rasa_socket_stand_in.received[0]
-            assert greet["message"] == "/greet"
+            assert greet["message"] == '/page_context{"page_type":"home"}'
             assert greet["customData"] == {"page": "home", "product_handle": None, "language": "en"}
             session_id = greet["session_id"]
             assert session_id
@@ -333,7 +334,12 @@ def test_chat_widget_talks_socketio_with_page_context(web_server, rasa_socket_st
     assert question["message"] == "Do you have it in red?"
     assert question["customData"] == {"page": "product", "product_handle": "trailblazer-rain-jacket", "language": "en"}
     assert question["session_id"] == session_id
-    assert [m["message"] for m in rasa_socket_stand_in.received].count("/greet") == 1
+    # Opening the chat on the product page told the conversation about that product, once.
+    assert [m["message"] for m in rasa_socket_stand_in.received] == [
+        '/page_context{"page_type":"home"}',
+        '/page_context{"page_type":"product","product_handle":"trailblazer-rain-jacket"}',
+        "Do you have it in red?",
+    ]
     assert page_errors == []
     assert csp_violations == []
 

@@ -8,6 +8,13 @@
   "use strict";
 
   var MOUNT_ID = "shop-chat";
+  // rasa-webchat sends initPayload (the page context, see web/server.py) only when a conversation
+  // starts. Later, the chat open on a product, cart or checkout page (opened there, or still open from
+  // the previous page) sends that page's context here, once, so the assistant offers help for the page
+  // the shopper is on; other pages need no new greeting.
+  var CONTEXT_PAGES = ["product", "cart", "checkout"];
+  var LAST_CONTEXT_KEY = "shop-chat-last-page-context";
+  var webchat = null;
 
   function readConfig() {
     var element = document.getElementById("chat-config");
@@ -26,6 +33,20 @@
     document.documentElement.classList.toggle("chat-ready", ready);
   }
 
+  function tellPageContext(config) {
+    var payload = config.initPayload;
+    var last = window.sessionStorage.getItem(LAST_CONTEXT_KEY);
+    window.sessionStorage.setItem(LAST_CONTEXT_KEY, payload);
+    // No earlier context in this tab: the conversation starts now and the widget sends initPayload itself.
+    if (last === null || last === payload || CONTEXT_PAGES.indexOf(config.customData.page) < 0) {
+      return;
+    }
+    // The widget holds the message until Rasa has confirmed the session, and does not show it.
+    if (webchat && typeof webchat.sendMessage === "function") {
+      webchat.sendMessage(payload);
+    }
+  }
+
   function mountChat() {
     var config = readConfig();
     var mount = document.getElementById(MOUNT_ID);
@@ -38,12 +59,24 @@
     }
     // Not "session_confirm": the widget needs that event for itself.
     config.onSocketEvent = {
-      connect: function () { setChatReady(true); },
+      connect: function () {
+        setChatReady(true);
+        // The widget restores an open chat on the next page without an "open" event.
+        if (document.querySelector("#" + MOUNT_ID + " .rw-chat-open")) {
+          tellPageContext(config);
+        }
+      },
       disconnect: function () { setChatReady(false); }
     };
     // The widget's default typing pause (up to 3 s per message) would make a live agent's reply
     // look slow; a short fixed pause still shows that a message is coming.
     config.customMessageDelay = function () { return 300; };
+    config.innerRef = function (instance) { webchat = instance; };
+    config.onWidgetEvent = {
+      onChatOpen: function () { tellPageContext(config); },
+      // Defined because the widget calls onChatOpen on closing when onChatClose is missing.
+      onChatClose: function () {}
+    };
     window.WebChat.default(config, mount);
   }
 
