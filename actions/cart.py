@@ -224,12 +224,15 @@ class ValidateCartVariantForm(FormValidationAction):
 
     async def validate_cart_variant_choice(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                            domain: DomainDict) -> Dict[Text, Any]:
+        if value in (None, ""):
+            # action_add_to_cart's reset of the slot, which Rasa hands over when the form starts: no answer yet
+            return {"cart_variant_choice": None}
         pending = dict(tracker.get_slot("cart_pending") or {})
         with session_scope() as session:
             product = get_product(session, pending.get("handle", ""))
             if product is None:
                 return {"cart_variant_choice": "none"}
-            choice = choice_from_text(product, str(value or ""))
+            choice = choice_from_text(product, str(value))
             for name in ("size", "color"):
                 if latest_entity(tracker, name) and name not in choice:
                     choice[name] = latest_entity(tracker, name)

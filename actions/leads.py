@@ -89,9 +89,10 @@ class ValidateLeadForm(FormValidationAction):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         requested = tracker.get_slot("requested_slot")
-        # only a message the form took as the answer can stop it ("stop, get me a person" goes to the handoff)
+        # only a message the form took as the answer can stop it ("stop, get me a person" goes to the handoff);
+        # the form hands over no candidate when it comes back after a digression, so this is the new message
         answered = requested in tracker.slots_to_validate()
-        if answered and tracker.latest_action_name == "action_listen" and self._wants_to_stop(tracker, requested):
+        if answered and self._wants_to_stop(tracker, requested):
             dispatcher.utter_message(text="Alright, I've stopped there and kept none of your answers. "
                                           "Anything else I can help with?")
             return [SlotSet(requested, None), SlotSet("lead_outcome", "stopped"), SlotSet("requested_slot", None)]

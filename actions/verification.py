@@ -117,6 +117,21 @@ class Said:
         return short if 3 <= len(short) <= 10 and any(ch.isdigit() for ch in short) else None
 
 
+def message_is_new_to_form(tracker: Tracker, form_name: Text) -> bool:
+    """Whether the shopper's latest message is still to be read by the form.
+
+    Rasa runs validate_<form> on a copy of the tracker that ends with the form's own execution, so
+    latest_action_name is always the form itself. The message is new when the last action before the
+    form's was action_listen: nothing (a digression's answer, say) has run since the shopper spoke.
+    """
+    executed = [event.get("name") for event in tracker.events if event.get("event") == "action"]
+    while executed and executed[-1] == form_name:
+        executed.pop()
+    if not executed:
+        return tracker.latest_action_name in ("action_listen", form_name)
+    return executed[-1] == "action_listen"
+
+
 class FormState:
     """The form's slots as this run sees them, and which of them it changed."""
 
@@ -167,7 +182,7 @@ class OrderFormValidation(Action, ABC):
                   domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
         requested = tracker.get_slot("requested_slot")
         # a fresh message is read once; after a digression the form only asks again
-        said = Said.of(tracker) if tracker.latest_action_name == "action_listen" else None
+        said = Said.of(tracker) if message_is_new_to_form(tracker, self.form_name()) else None
         state = FormState(tracker, ("order_number",) + REQUEST_SLOTS)
         if said is not None and requested and said.is_digression:
             return []

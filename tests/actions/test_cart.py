@@ -80,6 +80,16 @@ def test_the_answer_to_the_variant_question_adds_that_variant(shop_engine):
     assert slots(events)["cart_pending"] is None
 
 
+def test_the_form_starting_with_the_slot_just_reset_asks_once_without_complaining(shop_engine):
+    """Rasa hands action_add_to_cart's SlotSet(cart_variant_choice, None) to the form as it starts."""
+    pending = {"handle": "blaze-runner-sneaker", "quantity": "1", "size": None, "color": None}
+    dispatcher = CollectingDispatcher()
+    validated = asyncio.run(ValidateCartVariantForm().validate_cart_variant_choice(
+        None, dispatcher, tracker_for("/add_to_cart", "add_to_cart", slots={"cart_pending": pending}), {}))
+    assert validated == {"cart_variant_choice": None}
+    assert dispatcher.messages == []
+
+
 def test_a_sold_out_variant_is_refused_and_the_question_offers_what_is_left(shop_engine):
     dispatcher = CollectingDispatcher()
     pending = {"handle": "blaze-runner-sneaker", "quantity": "1", "size": None, "color": "red"}

@@ -2,7 +2,7 @@
 import pytest
 
 from actions.faq import ActionAnswerFaq
-from tests.actions.test_orders import run
+from tests.actions.trackers import run
 from tests.actions.trackers import entity, tracker_for
 
 

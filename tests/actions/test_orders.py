@@ -84,6 +84,15 @@ class Chat:
         return Tracker(self.sender, dict(self.slots), self.last_message, events, False, None,
                        {"name": self.form} if self.form else {}, latest_action)
 
+    def _validation_tracker(self, latest_action: str = "action_listen") -> Tracker:
+        """What validate_<form> gets from Rasa: a copy of the conversation that ends with the form's own
+        execution (rasa.core.actions.forms.FormAction._temporary_tracker), so its latest action is the form."""
+        tracker = self._tracker(latest_action)
+        tracker.events += [{"event": "slot", "name": "requested_slot", "value": self.slots.get("requested_slot")},
+                           {"event": "action", "name": self.form}]
+        tracker.latest_action_name = self.form
+        return tracker
+
     def _apply(self, events) -> None:
         for event in events:
             if event.get("event") == "slot":
@@ -107,11 +116,11 @@ class Chat:
                 return "\n".join(replies)
             self.form, self.validator, self.submit = FORMS[intent]
             self.slots["requested_slot"] = None
-        messages, events = run(self.validator, self._tracker())
+        messages, events = run(self.validator, self._validation_tracker())
         if not events:  # rejected: not an answer, so a rule handles it and the form asks again
             assert intent in FAQ_INTENTS, f"the form rejected {text!r}"
             self._collect(run(ActionAnswerFaq(), self._tracker())[0], replies)
-            messages, events = run(self.validator, self._tracker("action_answer_faq"))
+            messages, events = run(self.validator, self._validation_tracker("action_answer_faq"))
         self._collect(messages, replies)
         self._apply(events)
         self._continue(replies)

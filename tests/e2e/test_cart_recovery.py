@@ -86,7 +86,7 @@ def test_a_left_cart_gets_a_reminder_after_a_worker_restart_and_its_code_recover
         while "is placed and waiting for payment" not in (placed.get("text") or ""):
             placed = chat.next_reply()
         number = re.search(r"Order (SH-\d+)", placed["text"]).group(1)
-        pay_url = next(b["url"] for b in placed.get("buttons", []) if b.get("title") == "Pay now")
+        pay_url = next(reply["url"] for reply in placed.get("quick_replies", []) if reply.get("title") == "Pay now")
 
         paid = requests.post(pay_url, data={"card_number": "4242 4242 4242 4242", "expiry": "12/34", "cvc": "123"},
                              timeout=60)
