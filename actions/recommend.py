@@ -14,12 +14,37 @@ from actions.presentation import channel_supports_cards, price_text, product_car
 from actions.search import CATALOG_UNAVAILABLE, NO_PREFERENCE, price_to_cents
 from shop.db import session_scope
 from shop.products import normalise_size
-from shop.recommendations import Pick, gift_picks
+from shop.recommendations import (
+    Pick,
+    PreferenceError,
+    find_customer,
+    gift_picks,
+    personalised_picks,
+    resolve_recipient,
+    update_preferences,
+)
+from shop.verification import verified_email
 
 logger = logging.getLogger(__name__)
 
 QUIZ_SLOTS = ("recipient", "occasion", "style", "gift_budget")
 DISLIKE_WORDS = re.compile(r"\b(don'?t|do not|hate|dislike|avoid|not a fan|no more)\b", re.IGNORECASE)
+
+
+def known_customer_email(tracker: Tracker) -> Optional[Text]:
+    """The email of a customer this conversation proved it is (by an order check or a one-time code)."""
+    try:
+        with session_scope() as session:
+            email = verified_email(session, tracker.sender_id)
+            return email if email and find_customer(session, email) is not None else None
+    except SQLAlchemyError:
+        logger.exception("Reading the verification failed")
+        return None
+
+
+def wants_picks_for_themselves(tracker: Tracker) -> bool:
+    recipient = resolve_recipient(tracker.get_slot("recipient"))
+    return recipient is not None and recipient.key == "myself"
 
 
 def _answer(tracker: Tracker, slot: Text) -> Optional[Text]:
@@ -34,6 +59,12 @@ class ValidateGiftQuizForm(FormValidationAction):
 
     def name(self) -> Text:
         return "validate_gift_quiz_form"
+
+    async def required_slots(self, domain_slots, dispatcher, tracker, domain) -> List[Text]:
+        # A verified customer asking for themselves gets picks from their orders and preferences: no quiz.
+        if wants_picks_for_themselves(tracker) and known_customer_email(tracker):
+            return ["recipient"]
+        return await super().required_slots(domain_slots, dispatcher, tracker, domain)
 
     def _no_preference(self, slot: Text, tracker: Tracker) -> Dict[Text, Any]:
         intent = (tracker.latest_message.get("intent") or {}).get("name")
@@ -131,15 +162,21 @@ class ActionRecommendProducts(Action):
         budget = price_to_cents(_answer(tracker, "gift_budget"))
         disliked = set((tracker.get_slot("preferences") or {}).get("disliked_colors", []))
         forget_answers = [SlotSet(slot, None) for slot in QUIZ_SLOTS]
+        customer_email = known_customer_email(tracker) if wants_picks_for_themselves(tracker) else None
+        intro = None
         try:
             with session_scope() as session:
-                picks = gift_picks(
-                    session,
-                    occasion=_answer(tracker, "occasion"),
-                    recipient=_answer(tracker, "recipient"),
-                    style=_answer(tracker, "style"),
-                    budget_cents=budget,
-                )
+                picks = personalised_picks(session, customer_email) if customer_email else []
+                if picks:
+                    intro = f"Here are {len(picks)} picks for you, from your orders and the preferences you gave:"
+                else:
+                    picks = gift_picks(
+                        session,
+                        occasion=_answer(tracker, "occasion"),
+                        recipient=_answer(tracker, "recipient"),
+                        style=_answer(tracker, "style"),
+                        budget_cents=budget,
+                    )
         except SQLAlchemyError:
             logger.exception("Recommendation failed")
             dispatcher.utter_message(text=CATALOG_UNAVAILABLE)
@@ -150,7 +187,7 @@ class ActionRecommendProducts(Action):
                 text="I couldn't find a gift that fits all of that. Try a bigger budget or say \"doesn't matter\" to a question."
             )
             return forget_answers
-        intro = f"Here are my {len(picks)} picks:"
+        intro = intro or f"Here are my {len(picks)} picks:"
         if channel_supports_cards(tracker):
             dispatcher.utter_message(text=intro)
             dispatcher.utter_message(attachment=product_carousel([p.product for p in picks]))
@@ -191,5 +228,28 @@ class ActionSetPreference(Action):
         if not noted:
             dispatcher.utter_message(text='Tell me your size or a colour you like or avoid, e.g. "I\'m a size M" or "I don\'t like yellow".')
             return []
-        dispatcher.utter_message(text=f"Got it: {' and '.join(noted)}. I'll keep that in mind for my suggestions.")
+        saved = _save_to_account(tracker, preferences)
+        where = " and saved it to your account for next time" if saved else ""
+        dispatcher.utter_message(text=f"Got it: {' and '.join(noted)}. I'll keep that in mind for my suggestions{where}.")
         return [SlotSet("preferences", preferences)]
+
+
+def _save_to_account(tracker: Tracker, preferences: Dict[Text, Any]) -> bool:
+    """Stores the chat's preferences on the verified customer's account, so their next chat's picks use them."""
+    email = known_customer_email(tracker)
+    if email is None:
+        return False
+    liked, disliked = preferences.get("liked_colors") or [], preferences.get("disliked_colors") or []
+    try:
+        with session_scope() as session:
+            update_preferences(session, email, size=preferences.get("size"), shoe_size=preferences.get("shoe_size"))
+            for color in liked:
+                update_preferences(session, email, like_color=color)
+            for color in disliked:
+                update_preferences(session, email, dislike_color=color)
+    except PreferenceError:
+        return False  # e.g. "size 7" is neither a clothing nor an EU shoe size: kept for this chat only
+    except SQLAlchemyError:
+        logger.exception("Saving preferences failed")
+        return False
+    return True

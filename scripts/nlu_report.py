@@ -9,6 +9,8 @@ from typing import Dict, List, Tuple
 
 INTENT_MACRO_F1_TARGET = 0.95
 ENTITY_F1_TARGET = 0.90
+# Entities come from the CRFEntityExtractor (config.yml); DIET only classifies intents.
+ENTITY_EXTRACTOR_REPORT = "CRFEntityExtractor_report.json"
 # Rows of a Rasa classification report that are averages, not labels.
 AVERAGE_ROWS = ("accuracy", "macro avg", "weighted avg", "micro avg")
 
@@ -38,7 +40,7 @@ def _verdict(value: float, target: float) -> str:
 
 def summary(report_dir: Path) -> str:
     intent_report = _load(report_dir, "intent_report.json")
-    entity_report = _load(report_dir, "DIETClassifier_report.json")
+    entity_report = _load(report_dir, ENTITY_EXTRACTOR_REPORT)
     intents = _labels(intent_report)
     intent_f1 = intent_report["macro avg"]["f1-score"]
     entity_f1 = entity_report.get("micro avg", entity_report.get("weighted avg", {})).get("f1-score", 0.0)

@@ -7,7 +7,8 @@ from sqlalchemy import select
 from actions.products import ActionCheckAvailability, ActionProductDetails, ActionShowReviews
 from actions.recommend import ActionRecommendProducts, ActionSetPreference, ValidateGiftQuizForm
 from shop.db import session_scope
-from shop.models import Order, OrderItem, Product, Variant
+from shop.models import Customer, Order, OrderItem, Product, Variant
+from shop.verification import VerificationSession
 from tests.actions.trackers import entity, run, tracker_for
 
 SHOWN = ["court-classic-sneaker", "blaze-runner-sneaker", "summit-pro-sneaker"]
@@ -107,10 +108,61 @@ def test_gift_quiz_answers_become_reasoned_picks_within_budget(shop_engine):
     assert slots["shown_products"]
 
 
-def test_preferences_are_kept_for_the_conversation():
+def test_preferences_are_kept_for_the_conversation(shop_engine):
     tracker = tracker_for("I'm a size M and I don't like yellow", "set_preference",
                           [entity("size", "M"), entity("color", "yellow", role="disliked")])
     messages, events = run(ActionSetPreference(), tracker)
     assert messages[0]["text"] == (
         "Got it: you wear size M and you would rather avoid yellow. I'll keep that in mind for my suggestions.")
     assert events[0]["value"] == {"size": "M", "disliked_colors": ["yellow"], "liked_colors": []}
+
+
+def verified_customer(engine, sender="shopper-1", email="sam@example.com", preferences=None):
+    """A customer with one past order (Blaze Runner), whose conversation proved who they are."""
+    with session_scope(engine) as session:
+        sam = Customer(email=email, first_name="Sam", preferences=preferences or {})
+        session.add(sam)
+        blaze = session.execute(select(Variant).join(Product).where(Product.handle == "blaze-runner-sneaker")
+                                ).scalars().first()
+        order = Order(number="SH-800001", email=email, customer=sam, status="delivered",
+                      placed_at=datetime(2026, 1, 5))
+        order.items.append(OrderItem(variant_id=blaze.id, product_title="Blaze Runner Sneaker", quantity=1,
+                                     unit_price_cents=blaze.price_cents))
+        session.add(order)
+        session.add(VerificationSession(conversation_id=sender, verified_email=email,
+                                        verified_at=datetime.utcnow(), verified_via="email_code"))
+
+
+def test_a_verified_customer_asking_for_themselves_skips_the_quiz_and_gets_picks_from_their_orders(shop_engine):
+    verified_customer(shop_engine, preferences={"shoe_size": "42"})
+    for_me = tracker_for("recommend something for me", "recommend", [entity("recipient", "myself")],
+                         slots={"recipient": "myself"})
+    required = asyncio.run(ValidateGiftQuizForm().required_slots(
+        ["recipient", "occasion", "style", "gift_budget"], CollectingDispatcher(), for_me, {}))
+    assert required == ["recipient"]
+
+    messages, events = run(ActionRecommendProducts(), for_me)
+    text = all_text(messages)
+    assert text.startswith("Here are") and "picks for you, from your orders" in text
+    assert "Blaze Runner Sneaker" not in text  # never what they already bought
+    assert "Sneaker" in text  # they shop sneakers in size 42
+    assert {e["name"]: e["value"] for e in events}["shown_products"]
+
+
+def test_a_shopper_not_verified_takes_the_quiz_even_for_themselves(shop_engine):
+    for_me = tracker_for("recommend something for me", "recommend", [entity("recipient", "myself")],
+                         slots={"recipient": "myself"})
+    required = asyncio.run(ValidateGiftQuizForm().required_slots(
+        ["recipient", "occasion", "style", "gift_budget"], CollectingDispatcher(), for_me, {}))
+    assert required == ["recipient", "occasion", "style", "gift_budget"]
+
+
+def test_a_verified_customers_preferences_are_saved_to_their_account(shop_engine):
+    verified_customer(shop_engine)
+    tracker = tracker_for("I'm a size M and I don't like yellow", "set_preference",
+                          [entity("size", "M"), entity("color", "yellow", role="disliked")])
+    messages, _ = run(ActionSetPreference(), tracker)
+    assert messages[0]["text"].endswith("and saved it to your account for next time.")
+    with session_scope(shop_engine) as session:
+        stored = session.execute(select(Customer.preferences).where(Customer.email == "sam@example.com")).scalar_one()
+    assert stored["size"] == "M" and stored["disliked_colors"] == ["yellow"]

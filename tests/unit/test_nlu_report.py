@@ -21,7 +21,7 @@ def _write_reports(tmp_path: Path, greet_f1: float) -> None:
         "micro avg": {"precision": 1.0, "recall": 0.9, "f1-score": 0.947, "support": 12},
     }
     (tmp_path / "intent_report.json").write_text(json.dumps(intents))
-    (tmp_path / "DIETClassifier_report.json").write_text(json.dumps(entities))
+    (tmp_path / "CRFEntityExtractor_report.json").write_text(json.dumps(entities))
 
 
 def _run(tmp_path: Path) -> str:
