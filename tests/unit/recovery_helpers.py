@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
@@ -21,10 +22,25 @@ from shop.models import Order
 from shop.payments import SandboxPaymentProvider, handle_payment_event
 from shop.promotions import apply_code
 from shop.reminders import CartReminder
-from tests.unit.service_helpers import free_port
+from tests.unit.service_helpers import catalog, free_port
 
 T0 = datetime(2024, 6, 15, 12, 0)
 DELAY = 60  # seconds: SHOP_CART_REMINDER_DELAY_SECONDS in these tests
+
+
+def use_reminder_settings(monkeypatch) -> None:
+    """The cart-reminder settings every reminder and worker test runs with."""
+    monkeypatch.setenv("SHOP_CART_REMINDER_DELAY_SECONDS", str(DELAY))
+    monkeypatch.setenv("SHOP_CART_REMINDER_MAX", "2")
+    monkeypatch.setenv("SHOP_CART_REMINDER_DISCOUNT_PERCENT", "10")
+    monkeypatch.setenv("SHOP_WORKER_RETRY_SECONDS", "30")
+
+
+@pytest.fixture
+def shop(engine):
+    """The tiny catalog of service_helpers: variant name -> id."""
+    with session_scope(engine) as session:
+        return {name: variant.id for name, variant in catalog(session).items()}
 DETAILS = dict(name="Sam Rivera", email="sam@example.com", address_line="742 Maple Street", city="Portland",
                postcode="97205", country="US", shipping_method="standard")
 

@@ -20,22 +20,14 @@ from shop.reminders import (
     schedule_for_cart,
     stop_reminders,
 )
-from tests.unit.recovery_helpers import DELAY, T0, RecordingSender, check_out_and_pay, fill_cart, reminders, url_of
-from tests.unit.service_helpers import catalog
+from tests.unit.recovery_helpers import (  # noqa: F401 - shop is a fixture
+    DELAY, T0, RecordingSender, check_out_and_pay, fill_cart, reminders, shop, url_of, use_reminder_settings,
+)
 
 
 @pytest.fixture(autouse=True)
 def settings(monkeypatch):
-    monkeypatch.setenv("SHOP_CART_REMINDER_DELAY_SECONDS", str(DELAY))
-    monkeypatch.setenv("SHOP_CART_REMINDER_MAX", "2")
-    monkeypatch.setenv("SHOP_CART_REMINDER_DISCOUNT_PERCENT", "10")
-    monkeypatch.setenv("SHOP_WORKER_RETRY_SECONDS", "30")
-
-
-@pytest.fixture
-def shop(engine):
-    with session_scope(engine) as session:
-        return {name: variant.id for name, variant in catalog(session).items()}
+    use_reminder_settings(monkeypatch)
 
 
 def at(seconds: float):

@@ -17,24 +17,17 @@ from shop.db import session_scope
 from shop.models import Variant
 from shop.worker import JOBS, Job, run_once, serve
 from tests.unit.conftest import REPO_ROOT
-from tests.unit.recovery_helpers import DELAY, T0, fake_rasa_server, fill_cart, reminders, url_of
-from tests.unit.service_helpers import catalog, free_port
+from tests.unit.recovery_helpers import (  # noqa: F401 - shop is a fixture
+    DELAY, T0, fake_rasa_server, fill_cart, reminders, shop, url_of, use_reminder_settings,
+)
+from tests.unit.service_helpers import free_port
 
 
 @pytest.fixture(autouse=True)
 def settings(monkeypatch):
-    monkeypatch.setenv("SHOP_CART_REMINDER_DELAY_SECONDS", str(DELAY))
-    monkeypatch.setenv("SHOP_CART_REMINDER_MAX", "2")
-    monkeypatch.setenv("SHOP_CART_REMINDER_DISCOUNT_PERCENT", "10")
-    monkeypatch.setenv("SHOP_WORKER_RETRY_SECONDS", "30")
+    use_reminder_settings(monkeypatch)
     monkeypatch.setenv("RASA_TIMEOUT_SECONDS", "5")
     monkeypatch.setenv("RASA_TOKEN", "s3cret")
-
-
-@pytest.fixture
-def shop(engine):
-    with session_scope(engine) as session:
-        return {name: variant.id for name, variant in catalog(session).items()}
 
 
 def at(seconds: float) -> datetime:
