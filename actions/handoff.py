@@ -1,6 +1,7 @@
 """Handing the chat to a person (see shop.handoff for the states) and taking it back.
 
-- action_handoff_request: the shopper asked for a person or complained; queues the chat when the
+- action_handoff_request: the shopper asked for a person, complained, wrote in strong frustration
+  (channels/webchat.py) or took a hot lead's offer of a person; queues the chat when the
   team is on duty, else sets handoff_status=unavailable so the rules start handoff_ticket_form.
 - action_handoff_payment_problem: the same with the reason payment_problem, for other topics'
   rules and stories to run when a payment goes wrong.
@@ -22,6 +23,7 @@ from actions.feedback import note_feedback_asked, rate_the_chat, record_complain
 from shop.db import session_scope
 from shop.handoff import (
     HandoffError,
+    REASONS,
     HandoffRequest,
     create_ticket,
     open_handoff,
@@ -30,6 +32,7 @@ from shop.handoff import (
     request_handoff,
     support_settings,
 )
+from shop.leads import lead_for_conversation
 from shop.verification import verified_email
 
 TICKET_FORM = "handoff_ticket_form"
@@ -42,12 +45,18 @@ _EMAIL_IN_TEXT = re.compile(r"[^\s@<>]+@[^\s@<>]+\.[A-Za-z]{2,}")
 
 
 def reason_for(tracker: Tracker) -> Text:
-    """Why the shopper wants a person: a button may say so (handoff_reason), else the intent does."""
+    """Why the shopper wants a person: a button or the chat channel's frustration check may say so
+    (the handoff_reason entity), else the intent does."""
     named = next(tracker.get_latest_entity_values("handoff_reason"), None)
-    if named in ("repeated_fallback", "payment_problem", "complaint"):
+    if named in REASONS:
         return named
     intent = (tracker.latest_message.get("intent") or {}).get("name")
-    return "complaint" if intent == "complaint" else "talk_to_human"
+    if intent == "complaint":
+        return "complaint"
+    # A hot sales lead asking for a person (its "Talk to a person now" button, or in words) is a sales handoff.
+    with session_scope() as session:
+        lead = lead_for_conversation(session, tracker.sender_id)
+        return "hot_lead" if lead is not None and lead.stage == "hot" else "talk_to_human"
 
 
 def context_of(tracker: Tracker) -> Dict[Text, Any]:
@@ -65,6 +74,8 @@ def queue_for_a_person(dispatcher: CollectingDispatcher, tracker: Tracker, reaso
     # Every complaint counts (shop.feedback), whether a person takes the chat or it becomes a ticket.
     if reason == "complaint":
         record_complaint_of(tracker)
+    if reason == "frustration":
+        dispatcher.utter_message(text="I'm sorry this has been so frustrating.")
     settings = support_settings()
     with session_scope() as session:
         if not settings.is_open():

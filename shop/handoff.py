@@ -29,7 +29,9 @@ from sqlalchemy.orm import Session
 from shop.carts import CartError, normalise_email, utc_naive
 from shop.models import Base, HandoffTicket
 
-REASONS = ("talk_to_human", "complaint", "repeated_fallback", "payment_problem")
+# Why a chat went to a person: the shopper asked, complained, was misunderstood twice in a row, had a
+# payment go wrong, wrote in strong frustration (shop.frustration), or is a hot sales lead (shop.leads).
+REASONS = ("talk_to_human", "complaint", "repeated_fallback", "payment_problem", "frustration", "hot_lead")
 OPEN_STATUSES = ("waiting", "active")
 STATUSES = ("waiting", "active", "resolved", "unanswered")
 SUMMARY_MAX = 2000

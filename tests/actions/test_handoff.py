@@ -20,6 +20,9 @@ from actions.handoff import (
 from shop.db import session_scope
 from shop.handoff import DAY_NAMES, HandoffRequest, claim, request_handoff, resolve
 from shop.models import Feedback, HandoffTicket
+from tests.actions.test_leads import HOT_SLOTS as HOT_LEAD_SLOTS
+from tests.actions.test_leads import WARM_SLOTS as WARM_LEAD_SLOTS
+from tests.actions.test_leads import submit as submit_lead
 from tests.actions.trackers import entity, run, slot_events, tracker_for
 
 ALWAYS_OPEN = {"SHOP_SUPPORT_HOURS": "00:00-24:00", "SHOP_SUPPORT_DAYS": "mon-sun", "SHOP_HANDOFF_WAIT_SECONDS": "120"}
@@ -76,6 +79,44 @@ def test_the_payment_topic_can_hand_a_chat_over_with_its_own_reason(shop_engine,
     _, events = run(ActionHandoffPaymentProblem(), tracker_for("my card was declined twice", "inform"))
     assert slot_events(events)["handoff_reason"] == "payment_problem"
     assert handoffs(shop_engine) == [("shopper-1", "payment_problem", "waiting")]
+
+
+def test_a_frustrated_message_flagged_by_the_chat_channel_is_queued_with_the_reason_frustration(
+        shop_engine, team_on_duty):
+    # What channels/webchat.py hands Rasa for "this is useless!!!": talk_to_human with the reason as an entity.
+    tracker = tracker_for("this is useless!!!", "talk_to_human", [entity("handoff_reason", "frustration")])
+    messages, events = run(ActionHandoffRequest(), tracker)
+
+    assert messages[0]["text"] == "I'm sorry this has been so frustrating."
+    assert "getting a person from our team" in messages[1]["text"]
+    assert slot_events(events) == {"handoff_reason": "frustration", "handoff_status": "waiting"}
+    assert handoffs(shop_engine) == [("shopper-1", "frustration", "waiting")]
+
+
+def test_a_frustrated_shopper_outside_hours_leaves_a_message_kept_with_the_reason_frustration(
+        shop_engine, team_off_duty):
+    tracker = tracker_for("wtf, nothing works", "talk_to_human", [entity("handoff_reason", "frustration")])
+    messages, events = run(ActionHandoffRequest(), tracker)
+
+    assert "nobody from our team is available right now" in messages[1]["text"]
+    assert slot_events(events) == {"handoff_reason": "frustration", "handoff_status": "unavailable"}
+    assert handoffs(shop_engine) == [("shopper-1", "frustration", "unanswered")]
+
+
+def test_a_hot_lead_taking_the_offer_of_a_person_is_queued_as_a_hot_lead(shop_engine, team_on_duty):
+    offer = submit_lead(HOT_LEAD_SLOTS)[0][1]
+    payload = next(b["payload"] for b in offer["buttons"] if b["title"] == "Talk to a person now")
+    messages, events = run(ActionHandoffRequest(), tracker_for(payload, payload.lstrip("/")))
+
+    assert "getting a person from our team" in messages[0]["text"]
+    assert slot_events(events)["handoff_reason"] == "hot_lead"
+    assert handoffs(shop_engine) == [("shopper-1", "hot_lead", "waiting")]
+
+
+def test_a_warm_lead_asking_for_a_person_is_an_ordinary_request(shop_engine, team_on_duty):
+    submit_lead(WARM_LEAD_SLOTS)
+    run(ActionHandoffRequest(), tracker_for("can I talk to someone", "talk_to_human"))
+    assert handoffs(shop_engine) == [("shopper-1", "talk_to_human", "waiting")]
 
 
 def misunderstood_tracker(texts_and_intents):
