@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 import requests
 from sqlalchemy import select
 
-from ops.servers import BIN, Server
 from shop.db import session_scope
 from shop.models import Cart, DiscountCode, Order, Product, Variant
 from shop.reminders import CartReminder
+from tests.e2e.chat import reply_text, start_worker
 from tests.e2e.test_socketio import WebChatClient
 
 SENDER = "e2e-cart-recovery"
@@ -24,19 +24,6 @@ def in_stock_variant(engine):
             .order_by(Variant.id)
         ).first()
         return product.handle, product.title, variant.color, variant.size
-
-
-def reply_text(chat: WebChatClient, containing: str) -> str:
-    """The next bot message that contains `containing` (earlier ones, e.g. cards, are passed over)."""
-    while True:
-        text = chat.next_reply().get("text") or ""
-        if containing in text:
-            return text
-
-
-def start_worker(stack, log_name: str) -> Server:
-    return Server("shop worker", [str(BIN / "python"), "-m", "shop", "worker", "--interval", "1"],
-                  stack.env, stack.workdir / log_name)
 
 
 def reminder_state(engine):

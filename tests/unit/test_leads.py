@@ -297,9 +297,9 @@ def test_shoppers_words_never_become_spreadsheet_formulas(engine):
 
 
 class CrmServer:
-    """A real HTTP server on a free port answering with the statuses it is given (200 when none is left)."""
+    """A real HTTP server on a free port (or `port`) answering with the statuses it is given (200 when none is left)."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self.received = []
         self.statuses = []
         self.hold = threading.Event()  # while not set with hold_requests on, requests hang (a slow CRM)
@@ -319,7 +319,7 @@ class CrmServer:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/crm/leads"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
