@@ -12,10 +12,15 @@ Conversation events (Rasa tracker events) are copied into three tables of the sh
 
 `sync_from_tracker_store(engine)` reads Rasa's SQLTrackerStore (`events` table; its URL from
 ANALYTICS_TRACKER_STORE_URL, default the SQLite file var/rasa_tracker.db of endpoints.yml, or the
-TRACKER_DB_* PostgreSQL database with SHOP_PROFILE=production) from the
-high-water mark on; `ingest_broker_event(engine, body)` takes one message of Rasa's event broker
-(a tracker event plus its `sender_id`) and `python -m shop.analytics consume` feeds it from RabbitMQ.
-The shop's own facts (orders, payments, ratings, leads) are read live from their tables.
+TRACKER_DB_* PostgreSQL database with SHOP_PROFILE=production) from RESCAN_WINDOW ids below the
+high-water mark on: PostgreSQL hands out an event's id at insert time but shows the row only once its
+transaction commits, so a turn that commits after a later one lands below the mark; the window reads it
+anyway and the fingerprints skip what is stored already. `ingest_broker_event(engine, body)` takes one
+message of Rasa's event broker (a tracker event plus its `sender_id`) and `python -m shop.analytics
+consume` feeds it from RabbitMQ. `refresh(engine)` is one round of the background copy: the tracker
+store's new events, then the carts recovered since the worker's last round (shop.report); the shop front
+runs it every ANALYTICS_INGEST_SECONDS (web/analytics.py), so the dashboard itself only reads.
+The shop's own facts (orders, payments, ratings, leads, cart reminders) are read live from their tables.
 The analytics tables have their own MetaData and are created on first use: they are a copy that can
 be rebuilt from the tracker store at any time, so they stay out of the shop schema's migrations.
 
@@ -55,9 +60,12 @@ Definitions (every day is a UTC calendar day)
   succeeded (stock taken at payment), counted on the day they were PLACED; revenue is the sum of
   their totals (later refunds are not subtracted).
 * CSAT: the average of the 1-5 ratings given in the range: shoppers' ratings of an agent's help
-  (handoff_requests.rating, on the day rated) and, when that table exists, `feedback.rating`.
-* leads by stage: rows of `leads` created in the range, by stage (when that table exists).
-Carts recovered is not reported: nothing in the shop records a cart reminder yet.
+  (handoff_requests.rating, on the day rated) and their ratings of the chat (the feedback survey's
+  `feedback.rating`, on the day its row was written, as `python -m shop report` counts them).
+* leads by stage: rows of `leads` (the lead form's) created in the range, by stage, as the daily report.
+* reminders sent, carts recovered, revenue recovered: as `python -m shop report` (shop/report.py, whose
+  `build_daily_report` this module reads): abandoned-cart reminders delivered that day; carts whose order
+  was placed after a reminder and paid, on the day paid; the totals of those orders.
 """
 from __future__ import annotations
 
@@ -94,9 +102,14 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, declarative_base
 
 from shop.db import REPO_ROOT, session_scope
+from shop.checkout import CheckoutOrder
+from shop.handoff import HandoffRequest
+from shop.models import Order
+from shop.report import LEAD_STAGES, DayRow, build_daily_report, credit_recovered_carts
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +119,10 @@ AnalyticsBase = declarative_base(metadata=ANALYTICS_METADATA)
 DEFAULT_TRACKER_STORE_URL = f"sqlite:///{REPO_ROOT / 'var' / 'rasa_tracker.db'}"
 TRACKER_CURSOR = "tracker_store"
 BATCH_SIZE = 1000
+# Tracker event ids below the high-water mark read again on every sync (see the module doc). Rasa writes a
+# turn's events in one short transaction, so a late commit is far fewer ids behind than this.
+RESCAN_WINDOW = 1000
+DEFAULT_INGEST_SECONDS = 15
 TEXT_MAX = 1000
 TOP_N = 10
 EXTERNAL_PREFIX = "EXTERNAL: "
@@ -182,6 +199,15 @@ def tracker_store_url(environ: Optional[Mapping[str, str]] = None) -> str:
             port=int(raw_port), database=env.get("TRACKER_DB_NAME") or "rasa_tracker",
         ).render_as_string(hide_password=False)
     return DEFAULT_TRACKER_STORE_URL
+
+
+def ingest_interval_seconds(environ: Optional[Mapping[str, str]] = None) -> int:
+    """ANALYTICS_INGEST_SECONDS: how often the shop front copies new conversation events (0: never)."""
+    env = os.environ if environ is None else environ
+    raw = (env.get("ANALYTICS_INGEST_SECONDS") or "").strip() or str(DEFAULT_INGEST_SECONDS)
+    if not raw.isdigit():
+        raise AnalyticsError(f"ANALYTICS_INGEST_SECONDS must be a whole number of seconds (0: off), got {raw!r}")
+    return int(raw)
 
 
 def _fingerprint(sender_id: str, event: Mapping[str, Any]) -> str:
@@ -307,12 +333,38 @@ def _checked_event(body: Union[str, bytes, Mapping[str, Any]]) -> Tuple[str, Dic
     return sender_id[:255], dict(body)
 
 
+def _store_once(engine: Engine, source: str, events: Sequence[Tuple[str, Mapping[str, Any]]],
+                tracker_mark: Optional[int]) -> int:
+    with session_scope(engine) as session:
+        added = _Ingestor(session, source).add_all(events)
+        if tracker_mark is not None:
+            cursor = session.get(AnalyticsCursor, TRACKER_CURSOR)
+            if cursor is None:
+                cursor = AnalyticsCursor(name=TRACKER_CURSOR)
+                session.add(cursor)
+            cursor.last_event_id, cursor.updated_at = tracker_mark, datetime.utcnow()
+    return added
+
+
+def _store(engine: Engine, source: str, events: Sequence[Tuple[str, Mapping[str, Any]]],
+           tracker_mark: Optional[int] = None) -> int:
+    """Add the events in one unit of work (and move the tracker store's mark with them); how many were new.
+
+    Another ingestor (the broker consumer, a command, a second shop front) may store some of the same
+    events at the same moment: the unique fingerprint then refuses this unit of work, and the second try
+    skips what the other one stored."""
+    try:
+        return _store_once(engine, source, events, tracker_mark)
+    except IntegrityError:
+        log.info("another ingestor stored some of these events first; storing the rest")
+        return _store_once(engine, source, events, tracker_mark)
+
+
 def ingest_broker_event(engine: Engine, body: Union[str, bytes, Mapping[str, Any]]) -> bool:
     """Store one event broker message; True when it was new. A malformed one raises AnalyticsError."""
     sender_id, event = _checked_event(body)
     ensure_analytics_tables(engine)
-    with session_scope(engine) as session:
-        return _Ingestor(session, "broker").add_all([(sender_id, event)]) == 1
+    return _store(engine, "broker", [(sender_id, event)]) == 1
 
 
 def _tracker_events_table() -> Table:
@@ -323,9 +375,10 @@ def _tracker_events_table() -> Table:
 
 @dataclass(frozen=True)
 class SyncResult:
-    read: int
-    added: int
+    read: int  # tracker events past the high-water mark
+    added: int  # events stored now (new ones, and late commits found in the re-read window)
     high_water_mark: int
+    rechecked: int = 0  # events of the window below the mark read again
     note: str = ""
 
 
@@ -352,7 +405,7 @@ def _decoded(rows: Sequence) -> List[Tuple[str, Dict[str, Any]]]:
 
 def sync_from_tracker_store(engine: Engine, tracker_url: Optional[str] = None,
                             batch_size: int = BATCH_SIZE) -> SyncResult:
-    """Copy the tracker store's events after the high-water mark; re-running never double counts."""
+    """Copy the tracker store's events from the re-read window below the mark on; never double counts."""
     url = tracker_url or tracker_store_url()
     ensure_analytics_tables(engine)
     source = _tracker_engine(url)
@@ -362,7 +415,7 @@ def sync_from_tracker_store(engine: Engine, tracker_url: Optional[str] = None,
     if source is None:
         return SyncResult(0, 0, mark, note="no tracker store yet (no conversation has been held)")
     events = _tracker_events_table()
-    read = added = 0
+    read = added = rechecked = 0
     try:
         with source.connect() as connection:
             if not inspect(connection).has_table("events"):
@@ -373,25 +426,30 @@ def sync_from_tracker_store(engine: Engine, tracker_url: Optional[str] = None,
                 log.warning("the tracker store restarted its event ids (%s < %s): reading it from the start",
                             newest, mark)
                 mark = 0
+            previous_mark, after = mark, max(mark - RESCAN_WINDOW, 0)
             while True:
                 rows = connection.execute(
                     select(events.c.id, events.c.sender_id, events.c.data)
-                    .where(events.c.id > mark).order_by(events.c.id).limit(batch_size)
+                    .where(events.c.id > after).order_by(events.c.id).limit(batch_size)
                 ).all()
                 if not rows:
                     break
-                with session_scope(engine) as session:
-                    added += _Ingestor(session, "tracker").add_all(_decoded(rows))
-                    mark = rows[-1].id
-                    cursor = session.get(AnalyticsCursor, TRACKER_CURSOR)
-                    if cursor is None:
-                        cursor = AnalyticsCursor(name=TRACKER_CURSOR)
-                        session.add(cursor)
-                    cursor.last_event_id, cursor.updated_at = mark, datetime.utcnow()
-                read += len(rows)
+                after = rows[-1].id
+                mark = max(mark, after)
+                added += _store(engine, "tracker", _decoded(rows), tracker_mark=mark)
+                past = sum(1 for row in rows if row.id > previous_mark)
+                read, rechecked = read + past, rechecked + len(rows) - past
     finally:
         source.dispose()
-    return SyncResult(read, added, mark)
+    return SyncResult(read, added, mark, rechecked)
+
+
+def refresh(engine: Engine, tracker_url: Optional[str] = None, now: Optional[datetime] = None) -> SyncResult:
+    """One round of the background copy: new tracker events, then the carts recovered since the worker's
+    last round (as `python -m shop report` does first), so the dashboard's figures are current."""
+    synced = sync_from_tracker_store(engine, tracker_url)
+    credit_recovered_carts(engine, now)
+    return synced
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -540,6 +598,9 @@ class DayFigures:
     revenue_cents: int = 0
     ratings: int = 0
     rating_sum: int = 0
+    reminders_sent: int = 0
+    carts_recovered: int = 0
+    revenue_recovered_cents: int = 0
 
     @property
     def csat(self) -> Optional[float]:
@@ -571,7 +632,10 @@ class AnalyticsReport:
     revenue_cents: int
     ratings: int
     csat: Optional[float]
-    leads_by_stage: Optional[List[Tuple[str, int]]]  # None: the shop has no leads table
+    leads_by_stage: List[Tuple[str, int]]  # hot, warm, cold, then any other stage seen
+    reminders_sent: int
+    carts_recovered: int
+    revenue_recovered_cents: int
 
     @property
     def containment_rate(self) -> Optional[float]:
@@ -600,19 +664,22 @@ class AnalyticsReport:
             ("handoffs_back_to_bot", self.back_to_bot), ("fallback_messages", self.fallback_messages),
             ("fallback_rate", self.fallback_rate), ("chat_orders_paid", self.chat_orders_paid),
             ("revenue_cents", self.revenue_cents), ("ratings", self.ratings), ("csat_average", self.csat),
+            ("cart_reminders_sent", self.reminders_sent), ("carts_recovered", self.carts_recovered),
+            ("revenue_recovered_cents", self.revenue_recovered_cents),
         ]
 
     def tables(self) -> Dict[str, Tuple[List[str], List[list]]]:
         """Every table of the report as (header, rows): what the CSV export writes."""
-        tables = {
+        return {
             "summary": (["metric", "value"], [[k, "" if v is None else v] for k, v in self.summary()]),
             "daily": (
                 ["day", "conversations", "active_shoppers", "shopper_messages", "fallback_messages", "handoffs",
                  "contained", "automated_resolutions", "chat_orders_paid", "revenue_cents", "ratings",
-                 "csat_average"],
+                 "csat_average", "cart_reminders_sent", "carts_recovered", "revenue_recovered_cents"],
                 [[d.day.isoformat(), d.conversations, d.active_shoppers, d.messages, d.fallback_messages, d.handoffs,
                   d.contained, d.automated, d.chat_orders_paid, d.revenue_cents, d.ratings,
-                  "" if d.csat is None else d.csat] for d in self.daily],
+                  "" if d.csat is None else d.csat, d.reminders_sent, d.carts_recovered, d.revenue_recovered_cents]
+                 for d in self.daily],
             ),
             "handoff_reasons": (["reason", "handoffs"], [list(r) for r in self.handoff_reasons]),
             "top_intents": (["intent", "messages"], [list(r) for r in self.top_intents]),
@@ -621,10 +688,8 @@ class AnalyticsReport:
                                      for t, n, seen in self.unanswered]),
             "funnel": (["step", "conversations", "conversion_from_previous"],
                        [[s, n, "" if c is None else c] for s, n, c in self.funnel]),
+            "leads_by_stage": (["stage", "leads"], [list(r) for r in self.leads_by_stage]),
         }
-        if self.leads_by_stage is not None:
-            tables["leads_by_stage"] = (["stage", "leads"], [list(r) for r in self.leads_by_stage])
-        return tables
 
 
 def _facts_in_range(session: Session, period: DateRange) -> List[ConversationFacts]:
@@ -647,18 +712,9 @@ def _facts_in_range(session: Session, period: DateRange) -> List[ConversationFac
     return facts
 
 
-def _has_table(session: Session, name: str) -> bool:
-    return inspect(session.connection()).has_table(name)
-
-
 def _paid_chat_orders(session: Session, start: Optional[datetime] = None, end: Optional[datetime] = None,
                       senders: Optional[Iterable[str]] = None) -> List[Tuple[Optional[str], datetime, int]]:
     """(conversation id, placed at, total cents) of chat checkout orders whose payment succeeded."""
-    if not _has_table(session, "checkout_orders"):
-        return []
-    from shop.checkout import CheckoutOrder
-    from shop.models import Order
-
     query = (select(Order.conversation_id, Order.placed_at, Order.total_cents)
              .join(CheckoutOrder, CheckoutOrder.order_id == Order.id)
              .where(CheckoutOrder.stock_taken_at.is_not(None)))
@@ -689,38 +745,21 @@ def _mark_paid(session: Session, conversations: Sequence[AnalyticsConversation],
             fact.steps.add("paid")
 
 
-def _ratings(session: Session, period: DateRange) -> List[Tuple[date, int]]:
-    ratings: List[Tuple[date, int]] = []
-    if _has_table(session, "handoff_requests"):
-        from shop.handoff import HandoffRequest
-
-        ratings += [(rated.date(), stars) for rated, stars in session.execute(
-            select(HandoffRequest.rated_at, HandoffRequest.rating)
-            .where(HandoffRequest.rating.is_not(None), HandoffRequest.rated_at >= period.start,
-                   HandoffRequest.rated_at < period.end))]
-    if _has_table(session, "feedback"):
-        from shop.models import Feedback
-
-        ratings += [(created.date(), stars) for created, stars in session.execute(
-            select(Feedback.created_at, Feedback.rating)
-            .where(Feedback.rating.is_not(None), Feedback.created_at >= period.start,
-                   Feedback.created_at < period.end))]
-    return ratings
+def _agent_ratings(session: Session, period: DateRange) -> List[Tuple[date, int]]:
+    """(day rated, stars) of the shoppers' ratings of an agent's help in the range."""
+    return [(rated.date(), stars) for rated, stars in session.execute(
+        select(HandoffRequest.rated_at, HandoffRequest.rating)
+        .where(HandoffRequest.rating.is_not(None), HandoffRequest.rated_at >= period.start,
+               HandoffRequest.rated_at < period.end))]
 
 
-def _leads_by_stage(session: Session, period: DateRange) -> Optional[List[Tuple[str, int]]]:
-    if not _has_table(session, "leads"):
-        return None
-    from shop.models import Lead
-
-    rows = session.execute(
-        select(Lead.stage, func.count()).where(Lead.created_at >= period.start, Lead.created_at < period.end)
-        .group_by(Lead.stage)
-    ).all()
-    counts = dict(rows)
-    known = ["hot", "warm", "cold"]
-    return [(stage, counts.get(stage, 0)) for stage in known] + sorted(
-        (s, n) for s, n in counts.items() if s not in known)
+def _leads_by_stage(shop_days: Sequence[DayRow]) -> List[Tuple[str, int]]:
+    totals: Counter = Counter()
+    for row in shop_days:
+        totals.update(row.leads_by_stage)
+    hottest_first = list(reversed(LEAD_STAGES))
+    return [(stage, totals[stage]) for stage in hottest_first] + sorted(
+        (stage, n) for stage, n in totals.items() if stage not in hottest_first)
 
 
 def build_report(engine: Engine, period: DateRange, top: int = TOP_N) -> AnalyticsReport:
@@ -729,8 +768,8 @@ def build_report(engine: Engine, period: DateRange, top: int = TOP_N) -> Analyti
     with session_scope(engine) as session:
         facts = _facts_in_range(session, period)
         orders = _paid_chat_orders(session, period.start, period.end)
-        ratings = _ratings(session, period)
-        leads = _leads_by_stage(session, period)
+        agent_ratings = _agent_ratings(session, period)
+        shop_days = build_daily_report(session, period.first, period.last)
 
     daily = {day: DayFigures(day) for day in period.days()}
     shoppers_by_day: Dict[date, set] = defaultdict(set)
@@ -748,9 +787,17 @@ def build_report(engine: Engine, period: DateRange, top: int = TOP_N) -> Analyti
     for _, placed, total in orders:
         daily[placed.date()].chat_orders_paid += 1
         daily[placed.date()].revenue_cents += total
-    for day, stars in ratings:
+    for day, stars in agent_ratings:
         daily[day].ratings += 1
         daily[day].rating_sum += stars
+    for shop_day in shop_days:  # the chat's own ratings, leads, reminders: as `python -m shop report`
+        row = daily[shop_day.day]
+        row.ratings += shop_day.ratings
+        row.rating_sum += shop_day.rating_total
+        row.reminders_sent += shop_day.reminders_sent
+        row.carts_recovered += shop_day.carts_recovered
+        row.revenue_recovered_cents += shop_day.revenue_recovered_cents
+    ratings = sum(d.ratings for d in daily.values())
 
     unanswered: Dict[str, List] = {}
     for fact in facts:
@@ -787,9 +834,12 @@ def build_report(engine: Engine, period: DateRange, top: int = TOP_N) -> Analyti
         funnel=funnel,
         chat_orders_paid=len(orders),
         revenue_cents=sum(total for _, _, total in orders),
-        ratings=len(ratings),
-        csat=round(sum(s for _, s in ratings) / len(ratings), 2) if ratings else None,
-        leads_by_stage=leads,
+        ratings=ratings,
+        csat=round(sum(d.rating_sum for d in daily.values()) / ratings, 2) if ratings else None,
+        leads_by_stage=_leads_by_stage(shop_days),
+        reminders_sent=sum(d.reminders_sent for d in daily.values()),
+        carts_recovered=sum(d.carts_recovered for d in daily.values()),
+        revenue_recovered_cents=sum(d.revenue_recovered_cents for d in daily.values()),
     )
 
 
@@ -819,6 +869,8 @@ def format_report(report: AnalyticsReport, currency_symbol: str = "$") -> str:
         f"  CSAT                    {('-' if r.csat is None else f'{r.csat:.2f}/5'):>8}  ({r.ratings} ratings)",
         f"  chat orders paid        {r.chat_orders_paid:>8}",
         f"  revenue from chat       {_money(r.revenue_cents, currency_symbol):>8}",
+        f"  carts recovered         {r.carts_recovered:>8}  ({_money(r.revenue_recovered_cents, currency_symbol)} "
+        f"recovered; {r.reminders_sent} reminders sent)",
         "",
         "Funnel (conversations)",
     ]
@@ -827,11 +879,12 @@ def format_report(report: AnalyticsReport, currency_symbol: str = "$") -> str:
     lines += ["", "Top intents"] + ([f"  {intent:<22}{n:>8}" for intent, n in r.top_intents] or ["  none"])
     lines += ["", "Top unanswered messages"] + (
         [f"  {n:>4}x  {text}" for text, n, _ in r.unanswered[:TOP_N]] or ["  none"])
-    if r.leads_by_stage is not None:
-        lines += ["", "Leads by stage"] + [f"  {stage:<22}{n:>8}" for stage, n in r.leads_by_stage]
-    lines += ["", "Per day", "  day          conv  shoppers  handoffs  fallback msgs  paid orders     revenue"]
+    lines += ["", "Leads by stage"] + [f"  {stage:<22}{n:>8}" for stage, n in r.leads_by_stage]
+    lines += ["", "Per day", "  day          conv  shoppers  handoffs  fallback msgs  paid orders     revenue"
+                             "  carts recovered   recovered"]
     lines += [f"  {d.day}  {d.conversations:>5}  {d.active_shoppers:>8}  {d.handoffs:>8}  {d.fallback_messages:>13}  "
-              f"{d.chat_orders_paid:>11}  {_money(d.revenue_cents, currency_symbol):>10}" for d in r.daily]
+              f"{d.chat_orders_paid:>11}  {_money(d.revenue_cents, currency_symbol):>10}  {d.carts_recovered:>15}  "
+              f"{_money(d.revenue_recovered_cents, currency_symbol):>10}" for d in r.daily]
     return "\n".join(lines)
 
 
@@ -955,10 +1008,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # ----------------------------------------------------------------------------- `python -m shop analytics | unanswered`
 
 
@@ -976,7 +1025,8 @@ def add_analytics_commands(commands, common, day_type) -> None:
         "analytics", parents=[common], help="conversation analytics: resolution, handoffs, funnel, revenue",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=("Copy new conversation events from Rasa's tracker store (ANALYTICS_TRACKER_STORE_URL) into\n"
-                     "the shop database, then print the metrics of the range (definitions: shop/analytics.py)."),
+                     "the shop database and credit recovered carts, then print the metrics of the range\n"
+                     "(definitions: shop/analytics.py)."),
     )
     with_range(report)
     report.add_argument("--csv", metavar="DIR", help="also write every table as DIR/<table>.csv")
@@ -994,7 +1044,7 @@ def _cli_report(args) -> AnalyticsReport:
 
     period = DateRange.of(args.first, args.last)
     engine = make_engine(getattr(args, "database_url", None) or database_url())
-    synced = sync_from_tracker_store(engine)
+    synced = refresh(engine)
     print(f"Tracker store: {synced.added} new events stored ({synced.read} read)"
           + (f"; {synced.note}" if synced.note else "") + ".", file=sys.stderr)
     return build_report(engine, period)
@@ -1026,3 +1076,7 @@ def cmd_unanswered(args) -> int:
     out.write_text(unanswered_nlu_stub(report), encoding="utf-8")
     print(f"Wrote {len(report.unanswered)} unanswered messages to {out}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

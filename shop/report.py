@@ -9,9 +9,10 @@ Per UTC day, for the last N days (today included):
 * carts recovered: carts checked out after a reminder, on the day the order was paid (`recovered_at`);
 * revenue recovered: the totals of those orders.
 
-The command first credits carts checked out since the worker's last round (`mark_recovered_carts`), so the
+The command first credits carts checked out since the worker's last round (`credit_recovered_carts`), so the
 figures are current even while the worker is stopped. Rows are read once and grouped in Python, so SQLite
-and PostgreSQL give the same days.
+and PostgreSQL give the same days. The analytics dashboard (shop/analytics.py) reads its leads, feedback
+ratings, reminders and recovered carts from `build_daily_report` too, so both count them alike.
 """
 from __future__ import annotations
 
@@ -25,14 +26,16 @@ from datetime import date, datetime, time, timedelta
 from typing import Dict, List, Optional, Sequence
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from shop.db import session_scope
 from shop.models import Feedback, Lead
 from shop.policy import format_money
-from shop.reminders import CartReminder
+from shop.reminders import CartReminder, mark_recovered_carts
 
-__all__ = ["LEAD_STAGES", "DayRow", "add_report_command", "build_daily_report", "cmd_report", "report_csv",
-           "report_table"]
+__all__ = ["LEAD_STAGES", "DayRow", "add_report_command", "build_daily_report", "cmd_report",
+           "credit_recovered_carts", "report_csv", "report_table"]
 
 LEAD_STAGES = ("cold", "warm", "hot")
 
@@ -89,6 +92,12 @@ def build_daily_report(session: Session, first: date, last: date) -> List[DayRow
     return [rows[day] for day in sorted(rows)]
 
 
+def credit_recovered_carts(engine: Engine, now: Optional[datetime] = None) -> int:
+    """Credit the carts checked out after a reminder since the worker's last round; how many were credited."""
+    with session_scope(engine) as session:
+        return mark_recovered_carts(session, now or datetime.utcnow())
+
+
 def _columns(rows: Sequence[DayRow]) -> List[str]:
     stages = list(rows[0].leads_by_stage) if rows else list(LEAD_STAGES)
     return (["day"] + [f"leads {stage}" for stage in stages]
@@ -143,16 +152,14 @@ def add_report_command(commands, common) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from shop.db import database_url, make_engine, session_scope
-    from shop.reminders import mark_recovered_carts
+    from shop.db import database_url, make_engine
 
     if args.days < 1 or args.days > 3660:
         print("report: --days must be between 1 and 3660", file=sys.stderr)
         return 2
     engine = make_engine(getattr(args, "database_url", None) or database_url())
     now = datetime.utcnow()
-    with session_scope(engine) as session:
-        mark_recovered_carts(session, now)
+    credit_recovered_carts(engine, now)
     with session_scope(engine) as session:
         rows = build_daily_report(session, now.date() - timedelta(days=args.days - 1), now.date())
     print(report_csv(rows) if args.format == "csv" else report_table(rows), end="\n" if args.format == "table" else "")

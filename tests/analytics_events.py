@@ -1,7 +1,8 @@
 """Hand-made conversations for the analytics tests, written as Rasa writes them.
 
-`TrackerStoreFile` is a SQLite file with the `events` table of Rasa's SQLTrackerStore (same columns,
-`data` the event's JSON); `Chat` produces one sender's events in order, one second apart unless told.
+`TrackerStore` is the `events` table of Rasa's SQLTrackerStore (same columns, `data` the event's JSON)
+in any database (`TrackerStoreFile`: a SQLite file); `Chat` produces one sender's events in order, one
+second apart unless told.
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, insert
+from sqlalchemy.engine import Connection
 
-_EVENTS = Table(
+EVENTS = Table(
     "events", MetaData(),
     Column("id", Integer, primary_key=True),
     Column("sender_id", String(255), nullable=False, index=True),
@@ -87,15 +89,17 @@ class Chat:
         return self.slot("handoff_reason", reason).slot("handoff_status", status).action("action_listen")
 
 
-class TrackerStoreFile:
-    """A SQLite tracker store as Rasa's SQLTrackerStore lays it out."""
+class TrackerStore:
+    """A tracker store as Rasa's SQLTrackerStore lays it out, at a SQLAlchemy URL."""
 
-    def __init__(self, path: Path):
-        self.url = f"sqlite:///{path}"
-        self.engine = create_engine(self.url, future=True)
-        _EVENTS.metadata.create_all(self.engine)
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = create_engine(url, future=True)
+        EVENTS.metadata.create_all(self.engine)
 
-    def save(self, *chats: Chat) -> None:
+    @staticmethod
+    def rows(*chats: Chat) -> List[Dict[str, Any]]:
+        """The chats' new events as `events` rows; what is returned is not returned again, as in SQLTrackerStore."""
         rows = []
         for chat in chats:
             for event in chat.events:
@@ -103,9 +107,23 @@ class TrackerStoreFile:
                 rows.append({"sender_id": chat.sender_id, "type_name": event["event"], "timestamp": event["timestamp"],
                              "intent_name": intent, "action_name": event.get("name") if event["event"] == "action"
                              else None, "data": json.dumps(event)})
-            chat.events = []  # what was saved is not saved again, as in SQLTrackerStore
-        with self.engine.begin() as connection:
-            connection.execute(insert(_EVENTS), rows)
+            chat.events = []
+        return rows
+
+    def save(self, *chats: Chat, connection: Optional[Connection] = None) -> None:
+        """Commit the chats' new events (or add them to the open transaction of `connection`)."""
+        if connection is not None:
+            connection.execute(insert(EVENTS), self.rows(*chats))
+            return
+        with self.engine.begin() as own:
+            own.execute(insert(EVENTS), self.rows(*chats))
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class TrackerStoreFile(TrackerStore):
+    """A SQLite tracker store file, as the default profile's endpoints.yml has Rasa write."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"sqlite:///{path}")

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 import yaml
@@ -23,16 +23,25 @@ from shop.analytics import (
     DateRange,
     build_report,
     ingest_broker_event,
+    ingest_interval_seconds,
+    refresh,
     sync_from_tracker_store,
     tracker_store_url,
     unanswered_nlu_stub,
 )
 from shop.checkout import CheckoutOrder
 from shop.db import create_schema, make_engine, session_scope
-from shop.handoff import HandoffRequest
-from shop.models import Cart, Feedback, Lead, Order
-from tests.analytics_events import Chat, TrackerStoreFile, utc
-from tests.unit.conftest import REPO_ROOT
+from shop.feedback import record_feedback_rating, start_survey
+from shop.handoff import claim, record_rating, request_handoff, resolve
+from shop.leads import LeadAnswers, store_lead
+from shop.models import Cart, Lead, Order
+from shop.reminders import run_due_reminders
+from shop.report import build_daily_report
+from tests.analytics_events import Chat, TrackerStore, TrackerStoreFile, utc
+from tests.unit.conftest import REPO_ROOT, postgres_schema, postgres_url_for_schema
+from tests.unit.recovery_helpers import (DELAY, RecordingSender, check_out_and_pay, fill_cart,
+                                         use_reminder_settings)
+from tests.unit.service_helpers import catalog
 
 DAY = date(2024, 6, 3)
 WEEK = DateRange(date(2024, 6, 1), date(2024, 6, 7))
@@ -71,7 +80,7 @@ def test_re_running_the_pipeline_never_double_counts_and_picks_up_new_events(eng
     result = sync_from_tracker_store(engine, tracker.url)
     assert (result.read, result.added, result.high_water_mark) == (11, 11, 11)
     again = sync_from_tracker_store(engine, tracker.url)
-    assert (again.read, again.added) == (0, 0)
+    assert (again.read, again.added, again.rechecked) == (0, 0, 11)  # the window below the mark, read again
     assert stored_events(engine) == 11
     assert build_report(engine, WEEK).conversations == 1
 
@@ -99,6 +108,38 @@ def test_a_tracker_store_that_starts_over_is_read_again_without_double_counting(
 
     assert result.added == 11 and result.high_water_mark == 11
     assert build_report(engine, WEEK).conversations == 3
+
+
+def test_a_turn_that_commits_after_a_later_one_on_postgresql_is_still_copied(engine):
+    """PostgreSQL numbers the rows of a transaction when they are inserted and shows them when it commits."""
+    with postgres_schema() as schema:
+        tracker = TrackerStore(postgres_url_for_schema(schema))
+        try:
+            with tracker.engine.connect() as slow:
+                slow_turn = slow.begin()
+                tracker.save(searching_chat("slow", utc(2024, 6, 3, 10, 0)), connection=slow)  # ids 1-11
+                tracker.save(searching_chat("quick", utc(2024, 6, 3, 10, 0)))  # ids 12-22, committed first
+                before = sync_from_tracker_store(engine, tracker.url)
+                slow_turn.commit()
+            after = sync_from_tracker_store(engine, tracker.url)
+            again = sync_from_tracker_store(engine, tracker.url)
+        finally:
+            tracker.close()
+
+    assert (before.read, before.added, before.high_water_mark) == (11, 11, 22)
+    assert (after.read, after.added, after.rechecked, after.high_water_mark) == (0, 11, 22, 22)
+    assert (again.added, again.rechecked) == (0, 22)
+    assert stored_events(engine) == 22
+    assert build_report(engine, WEEK).conversations == 2
+
+
+def test_the_ingest_interval_comes_from_the_environment_and_bad_values_are_refused():
+    assert ingest_interval_seconds({}) == 15
+    assert ingest_interval_seconds({"ANALYTICS_INGEST_SECONDS": " 2 "}) == 2
+    assert ingest_interval_seconds({"ANALYTICS_INGEST_SECONDS": "0"}) == 0
+    for bad in ("-1", "soon", "1.5"):
+        with pytest.raises(AnalyticsError, match="ANALYTICS_INGEST_SECONDS must be a whole number"):
+            ingest_interval_seconds({"ANALYTICS_INGEST_SECONDS": bad})
 
 
 def test_without_a_tracker_store_the_pipeline_says_so_and_creates_nothing(engine, tmp_path):
@@ -343,33 +384,91 @@ def test_an_order_paid_in_a_later_conversation_of_the_same_shopper_is_not_credit
 # ----------------------------------------------------------------------------- ratings, leads, intents
 
 
-def test_csat_averages_the_ratings_given_in_the_range(engine, tracker):
+def test_csat_averages_the_survey_and_agent_ratings_shoppers_gave_in_the_range(engine, tracker):
     with session_scope(engine) as session:
-        for stars, rated in ((5, datetime(2024, 6, 3, 15)), (2, datetime(2024, 6, 4, 9)), (1, datetime(2024, 5, 31)),
-                             (None, None)):
-            session.add(HandoffRequest(conversation_id="x", reason="talk_to_human", status="resolved",
-                                       created_at=datetime(2024, 5, 31), rating=stars, rated_at=rated))
-        session.add(Feedback(conversation_id="y", rating=4, created_at=datetime(2024, 6, 4, 10)))
-        session.add(Feedback(conversation_id="z", rating=None, comment="meh", created_at=datetime(2024, 6, 4, 10)))
+        # the survey after a finished flow, rated 4 from its buttons; a shopper who rated unprompted (2)
+        assert start_survey(session, "survey", "purchase", now=datetime(2024, 6, 4, 10, 0))
+        record_feedback_rating(session, "survey", "4", now=datetime(2024, 6, 4, 10, 1))
+        record_feedback_rating(session, "unprompted", "2 stars", now=datetime(2024, 6, 3, 9, 0))
+        assert start_survey(session, "never-rated", "general", now=datetime(2024, 6, 4, 11, 0))
+        record_feedback_rating(session, "last-month", "5", now=datetime(2024, 5, 31, 23, 0))
+        # an agent helped, handed back, and was rated 5
+        handoff = request_handoff(session, "helped", "talk_to_human", now=datetime(2024, 6, 3, 14, 0))
+        claim(session, handoff.id, "alice", now=datetime(2024, 6, 3, 14, 1))
+        resolve(session, handoff.id, "alice", now=datetime(2024, 6, 3, 14, 20))
+        record_rating(session, "helped", "5", now=datetime(2024, 6, 3, 14, 21))
 
     report = report_after_sync(engine, tracker)
 
     assert (report.ratings, report.csat) == (3, round(11 / 3, 2))
-    assert [(d.ratings, d.csat) for d in report.daily[2:4]] == [(1, 5.0), (2, 3.0)]
+    assert [(d.ratings, d.csat) for d in report.daily[2:4]] == [(2, 3.5), (1, 4.0)]
+    with session_scope(engine) as session:
+        survey_days = build_daily_report(session, WEEK.first, WEEK.last)
+    assert sum(d.ratings for d in survey_days) == 2  # the survey's ratings, as `python -m shop report` counts them
     assert build_report(engine, DateRange(date(2024, 7, 1), date(2024, 7, 2))).csat is None
 
 
-def test_leads_by_stage_and_top_intents(engine, tracker):
+def test_leads_by_stage_counts_the_lead_forms_rows_created_in_the_range(engine, tracker):
+    hot = LeadAnswers(email="dana@harbor.example", company="Harbor Logistics", role="Head of Operations",
+                      quantity=200, budget_cents=1_500_000, timeline="within 3 weeks",
+                      need="embroidered fleece jackets for our warehouse staff")
+    cold = LeadAnswers(email="sam@example.com", quantity=12, need="t-shirts")
+    consent = "The sales team may contact me."
     with session_scope(engine) as session:
-        for stage in ("hot", "cold", "cold", "warm"):
-            session.add(Lead(stage=stage, created_at=datetime(2024, 6, 2, 12)))
-        session.add(Lead(stage="hot", created_at=datetime(2024, 6, 9, 12)))
+        stored = [store_lead(session, "hot-1", hot, True, consent, now=datetime(2024, 6, 2, 12)),
+                  store_lead(session, "cold-1", cold, True, consent, now=datetime(2024, 6, 3, 12)),
+                  store_lead(session, "cold-2", cold, True, consent, now=datetime(2024, 6, 6, 12)),
+                  store_lead(session, "hot-later", hot, True, consent, now=datetime(2024, 6, 9, 12))]
+        # the same shopper sending the form again updates the lead: still one
+        store_lead(session, "cold-1", cold, True, consent, now=datetime(2024, 6, 3, 12, 5))
+    assert [lead.stage for lead in stored] == ["hot", "cold", "cold", "hot"]
+
+    report = report_after_sync(engine, tracker)
+
+    assert report.leads_by_stage == [("hot", 1), ("warm", 0), ("cold", 2)]
+    with session_scope(engine) as session:
+        in_range = dict(session.execute(
+            select(Lead.stage, func.count()).where(Lead.created_at >= WEEK.start, Lead.created_at < WEEK.end)
+            .group_by(Lead.stage)).all())
+    assert {stage: n for stage, n in report.leads_by_stage if n} == in_range
+
+
+def test_carts_recovered_after_a_reminder_count_as_the_daily_report_counts_them(engine, tracker, monkeypatch):
+    use_reminder_settings(monkeypatch)
+    when = datetime(2024, 6, 3, 12, 0)
+    with session_scope(engine) as session:
+        variants = catalog(session)
+    fill_cart(engine, "came-back", (variants["tee"].id, 2), now=when)
+    fill_cart(engine, "never-came-back", (variants["cream"].id, 1), now=when)
+    sender = RecordingSender()
+    with session_scope(engine) as session:
+        assert run_due_reminders(session, when + timedelta(seconds=DELAY), sender) == 2
+    code = next(entities["discount_code"] for conversation, _, entities in sender.calls if conversation == "came-back")
+    order = check_out_and_pay(engine, "came-back", when + timedelta(seconds=DELAY + 30), code=code)
+
+    # the dashboard only reads: until a refresh (the background copy) credits the cart, none is recovered
+    assert build_report(engine, WEEK).carts_recovered == 0
+    refresh(engine, tracker.url, now=when + timedelta(hours=1))
+    report = build_report(engine, WEEK)
+
+    assert (report.reminders_sent, report.carts_recovered, report.revenue_recovered_cents) == (2, 1, order.total_cents)
+    june3 = report.daily[2]
+    assert (june3.reminders_sent, june3.carts_recovered, june3.revenue_recovered_cents) == (2, 1, order.total_cents)
+    with session_scope(engine) as session:
+        daily_report = build_daily_report(session, WEEK.first, WEEK.last)
+    assert [(d.carts_recovered, d.revenue_recovered_cents) for d in daily_report] == [
+        (d.carts_recovered, d.revenue_recovered_cents) for d in report.daily]
+    assert (report.chat_orders_paid, report.revenue_cents) == (1, order.total_cents)  # a chat order too
+    summary = dict(report.tables()["summary"][1])
+    assert (summary["carts_recovered"], summary["revenue_recovered_cents"]) == (1, order.total_cents)
+
+
+def test_top_intents(engine, tracker):
     chat = searching_chat("ana", utc(2024, 6, 3, 9, 0)).turn("more", "show_more", "action_search_products")
     tracker.save(chat, searching_chat("ben", utc(2024, 6, 3, 9, 0)))
 
     report = report_after_sync(engine, tracker)
 
-    assert report.leads_by_stage == [("hot", 1), ("warm", 1), ("cold", 2)]
     assert report.top_intents == [("greet", 2), ("search_product", 2), ("show_more", 1)]
 
 
@@ -421,6 +520,7 @@ def test_the_analytics_command_prints_the_figures_and_exports_every_table(comman
     assert any(line.split() == ["conversations", "2"] for line in lines)
     assert any(line.split()[:3] == ["fallback", "rate", "22.2%"] for line in lines)
     assert any(line.strip().startswith("2x") and "do you ship to" in line for line in lines)
+    assert any(line.split()[:3] == ["carts", "recovered", "0"] and "0 reminders sent" in line for line in lines)
     files = sorted(p.name for p in (tmp_path / "csv").iterdir())
     assert files == ["daily.csv", "funnel.csv", "handoff_reasons.csv", "leads_by_stage.csv", "summary.csv",
                      "top_intents.csv", "unanswered_messages.csv"]
@@ -428,6 +528,7 @@ def test_the_analytics_command_prints_the_figures_and_exports_every_table(comman
         daily = list(csv.DictReader(handle))
     assert [(r["day"], r["conversations"], r["fallback_messages"]) for r in daily[2:4]] == [
         ("2024-06-03", "1", "1"), ("2024-06-04", "1", "1")]
+    assert {r["carts_recovered"] for r in daily} == {"0"} and "revenue_recovered_cents" in daily[0]
     with open(tmp_path / "csv" / "funnel.csv", newline="") as handle:
         assert [row[:2] for row in csv.reader(handle)][1:3] == [["search", "2"], ["product viewed", "1"]]
 
