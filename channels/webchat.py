@@ -10,25 +10,44 @@
    KeyError('payload') after the action had run, and the whole turn (the placed order's message and
    the tracker update) was lost.
 
+4. Strong frustration (shop.frustration: profanity, "this is useless", shouting with "!!!", the same
+   message over and over) hands the chat to a person: the message keeps the shopper's words but
+   reaches Rasa as talk_to_human with the reason `frustration` (Rasa's UserMessage.parse_data, so
+   no NLU change), which the handoff rules answer. Not while an agent has the chat or a form runs.
+5. With several Rasa replicas, a shopper's socket lives on one of them while an agent's message or a
+   trigger_intent push may reach another. SOCKETIO_REDIS_URL makes python-socketio's
+   AsyncRedisManager carry every emit to all replicas (on SOCKETIO_REDIS_CHANNEL); unset, emits stay
+   in the process as with Rasa's stock channel.
+
 Both keep Rasa's channel names ("socketio", "rest"), so the widget, the actions' choice of rich
 or plain messages and trigger_intent's output_channel=latest work as with the stock channels.
 """
 import hmac
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+import os
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Mapping, Optional, Text
 
+import socketio
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
-from rasa.shared.core.events import BotUttered
+from rasa.shared.core.events import BotUttered, SessionStarted, UserUttered
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from channels.card_masking import mask_card_data
+from shop.frustration import detect_frustration
 from shop.handoff import relay_token
+
+if TYPE_CHECKING:  # the agent module loads TensorFlow; the channel only receives Rasa's agent
+    from rasa.core.agent import Agent
 
 AGENT_MESSAGE_MAX = 2000
 AGENT_NAME_MAX = 80
+# The shopper's previous messages the frustration check compares with ("the same message a third time").
+EARLIER_MESSAGES = 2
+# Rasa's prefix of intent payloads (buttons): never the shopper's own words.
+PAYLOAD_PREFIX = "/"
 
 
 class WebChatOutput(SocketIOOutput):
@@ -48,14 +67,79 @@ def _reply(button: Dict[Text, Any]) -> Dict[Text, Any]:
     return {"content_type": "text", "title": button["title"], "payload": button.get("payload", button["title"])}
 
 
-def masking(on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Callable[[UserMessage], Awaitable[Any]]:
-    async def handle(message: UserMessage) -> Any:
+def socketio_client_manager(environ: Optional[Mapping[str, str]] = None) -> Optional[socketio.AsyncRedisManager]:
+    """The Redis client manager all replicas share (SOCKETIO_REDIS_URL), or None for python-socketio's in-memory one."""
+    env = os.environ if environ is None else environ
+    url = env.get("SOCKETIO_REDIS_URL", "").strip()
+    if not url:
+        return None
+    return socketio.AsyncRedisManager(url, channel=env.get("SOCKETIO_REDIS_CHANNEL") or "socketio")
+
+
+def use_client_manager(sio: socketio.AsyncServer, manager: socketio.AsyncRedisManager) -> None:
+    """What AsyncServer(client_manager=manager) does, for the server Rasa 3.6 builds inside blueprint().
+
+    python-socketio starts a manager only when the first client connects, so swapping it before the
+    server is attached to the app is the same as passing it to the constructor.
+    """
+    if sio.manager_initialized:
+        raise RuntimeError("the socket.io server already has clients; its client manager can no longer change")
+    sio.manager = manager
+    manager.set_server(sio)
+
+
+def frustrated_parse(message: UserMessage, signals: List[Text]) -> Dict[Text, Any]:
+    """Rasa's parse of a message asking for a person because of frustration; the text stays the shopper's."""
+    intent = {"name": "talk_to_human", "confidence": 1.0}
+    return {
+        "text": message.text,
+        "intent": intent,
+        "intent_ranking": [intent],
+        "entities": [{"entity": "handoff_reason", "value": "frustration", "start": 0, "end": len(message.text),
+                      "extractor": "shop.frustration", "signals": signals}],
+    }
+
+
+async def flag_frustration(message: UserMessage, agent: Optional["Agent"]) -> None:
+    """Sets parse_data on a strongly frustrated message, so Rasa hands the chat to a person."""
+    if agent is None or agent.tracker_store is None or not message.text or message.text.startswith(PAYLOAD_PREFIX):
+        return
+    tracker = await agent.tracker_store.retrieve(message.sender_id)
+    earlier: List[Text] = []
+    if tracker is not None:
+        # An agent has the chat, or a form is asking something (the rules hand off between forms only).
+        if tracker.is_paused() or tracker.active_loop_name:
+            return
+        for event in reversed(tracker.events):
+            if isinstance(event, SessionStarted) or len(earlier) == EARLIER_MESSAGES:
+                break
+            if isinstance(event, UserUttered) and event.text:
+                earlier.insert(0, event.text)
+    frustration = detect_frustration(message.text, earlier)
+    if frustration is not None:
+        message.parse_data = frustrated_parse(message, list(frustration.signals))
+
+
+class ShopperMessages:
+    """What both shopper channels do to a message before Rasa handles it (card masking, frustration)."""
+
+    def __init__(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]):
+        self.on_new_message = on_new_message
+        # The channel's blueprint, set once built; the Sanic app it is mounted on holds Rasa's agent
+        # (rasa.core.channels.channel.register).
+        self.webhook: Optional[Blueprint] = None
+
+    def agent(self) -> Optional["Agent"]:
+        if self.webhook is None or not self.webhook.registered:
+            return None
+        return getattr(next(iter(self.webhook.apps)).ctx, "agent", None)
+
+    async def __call__(self, message: UserMessage) -> Any:
         message.text = mask_card_data(message.text)
         if type(message.output_channel) is SocketIOOutput:
             message.output_channel = WebChatOutput(message.output_channel.sio, message.output_channel.bot_message_evt)
-        return await on_new_message(message)
-
-    return handle
+        await flag_frustration(message, self.agent())
+        return await self.on_new_message(message)
 
 
 def agent_display_text(agent: str, text: str) -> str:
@@ -71,7 +155,11 @@ class WebChatInput(SocketIOInput):
         return None if stock is None else WebChatOutput(stock.sio, stock.bot_message_evt)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        webhook = super().blueprint(masking(on_new_message))
+        shopper_messages = ShopperMessages(on_new_message)
+        webhook = shopper_messages.webhook = super().blueprint(shopper_messages)
+        manager = socketio_client_manager()
+        if manager is not None:
+            use_client_manager(self.sio, manager)
 
         @webhook.route("/agent_message", methods=["POST"])
         async def agent_message(request: Request) -> HTTPResponse:
@@ -92,13 +180,15 @@ class WebChatInput(SocketIOInput):
         if len(text) > AGENT_MESSAGE_MAX:
             return response.json({"error": f"messages are limited to {AGENT_MESSAGE_MAX} characters"}, status=400)
 
+        # The tracker store and lock store themselves (what the processor calls): the relay needs no
+        # model, so it also works while a replica is still loading one.
         rasa_agent = request.app.ctx.agent
         async with rasa_agent.lock_store.lock(conversation_id):
-            tracker = await rasa_agent.processor.get_tracker(conversation_id)
+            tracker = await rasa_agent.tracker_store.get_or_create_tracker(conversation_id, append_action_listen=False)
             if not tracker.is_paused():
                 return response.json({"error": "the bot is not paused in this conversation"}, status=409)
             tracker.update(BotUttered(text, metadata={"agent": agent}))
-            await rasa_agent.processor.save_tracker(tracker)
+            await rasa_agent.tracker_store.save(tracker)
         if self.sio is not None:
             await self.sio.emit(
                 self.bot_message_evt,
@@ -109,7 +199,13 @@ class WebChatInput(SocketIOInput):
 
 
 class MaskingRestInput(RestInput):
-    """Rasa's REST channel with card masking (also in its own error logs, which quote the message)."""
+    """Rasa's REST channel with card masking (also in its own error logs, which quote the message) and
+    the frustration check."""
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        shopper_messages = ShopperMessages(on_new_message)
+        shopper_messages.webhook = super().blueprint(shopper_messages)
+        return shopper_messages.webhook
 
     def _extract_message(self, req: Request) -> Optional[Text]:
         return mask_card_data(super()._extract_message(req))

@@ -19,6 +19,10 @@ export RASA_SOCKET_URL=${RASA_SOCKET_URL:-http://127.0.0.1:$RASA_PORT}
 export RASA_URL=${RASA_URL:-http://127.0.0.1:$RASA_PORT}
 export SHOP_PUBLIC_URL=${SHOP_PUBLIC_URL:-http://localhost:$WEB_PORT}
 
+new_secret() {
+  "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(32))'
+}
+
 case "$SHOP_PROFILE" in
   default)
     RASA_ENDPOINTS=${RASA_ENDPOINTS:-endpoints.yml}
@@ -39,11 +43,20 @@ case "$SHOP_PROFILE" in
     export REDIS_DB=${REDIS_DB:-1}
     export REDIS_PASSWORD=${REDIS_PASSWORD:-}
     export REDIS_KEY_PREFIX=${REDIS_KEY_PREFIX:-shop}
+    # socket.io through Redis: an agent's message or a push reaches the shopper whichever replica holds
+    # their socket (set SOCKETIO_REDIS_URL empty to keep emits in each process). The password goes into
+    # a URL here: percent-encode characters such as @ or /.
+    export SOCKETIO_REDIS_URL=${SOCKETIO_REDIS_URL-redis://${REDIS_PASSWORD:+:$REDIS_PASSWORD@}$REDIS_HOST:$REDIS_PORT/$REDIS_DB}
+    export SOCKETIO_REDIS_CHANNEL=${SOCKETIO_REDIS_CHANNEL:-$REDIS_KEY_PREFIX-socketio}
     export RABBITMQ_HOST=${RABBITMQ_HOST:-127.0.0.1}
     export RABBITMQ_PORT=${RABBITMQ_PORT:-5672}
     export RABBITMQ_USER=${RABBITMQ_USER:-guest}
     export RABBITMQ_PASSWORD=${RABBITMQ_PASSWORD:-guest}
     export RABBITMQ_QUEUE=${RABBITMQ_QUEUE:-rasa_events}
+    # Secrets: without one from the environment each run makes its own, shared only by the processes
+    # started here. Rasa's HTTP API then needs RASA_TOKEN; the action server needs ACTION_SERVER_TOKEN.
+    export RASA_TOKEN=${RASA_TOKEN:-$(new_secret)}
+    export ACTION_SERVER_TOKEN=${ACTION_SERVER_TOKEN:-$(new_secret)}
     ;;
   *)
     echo "SHOP_PROFILE must be 'default' or 'production', not '$SHOP_PROFILE'." >&2
@@ -122,7 +135,7 @@ supervise() {
 
 # The servers' commands; LAUNCH is start or supervise.
 start_action_server() {  # LAUNCH PORT
-  SANIC_HOST="$ACTION_HOST" "$1" "actions-$2.log" "$BIN/rasa" run actions --port "$2"
+  SANIC_HOST="$ACTION_HOST" "$1" "actions-$2.log" "$BIN/python" -m ops.action_server --actions actions --port "$2"
 }
 
 start_rasa() {  # LAUNCH HOST PORT

@@ -4,8 +4,10 @@ GET /console/analytics?from=YYYY-MM-DD&to=YYYY-MM-DD   the page (default: the la
 GET /console/analytics/{table}.csv?from=..&to=..        one table of the report as CSV
 GET /console/analytics/unanswered.yml?from=..&to=..     the unanswered messages as a Rasa NLU stub
 
-Every request first copies new events from Rasa's tracker store (shop.analytics), so the page is
-current without a separate job. Charts are inline SVG drawn here: no script, nothing from a CDN.
+The pages only read. `copy_events_in_background` (started by web/server.py's main) copies new events
+from Rasa's tracker store and credits recovered carts (shop.analytics.refresh) every
+ANALYTICS_INGEST_SECONDS, off the request path, so a chat shows on the page within that interval.
+Charts are inline SVG drawn here: no script, nothing from a CDN.
 The pages live under /console because the agent session cookie is scoped to that path.
 """
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence, Tuple
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -29,13 +32,15 @@ from shop.analytics import (
     AnalyticsReport,
     DateRange,
     build_report,
-    sync_from_tracker_store,
+    ingest_interval_seconds,
+    refresh,
     table_csv,
     unanswered_nlu_stub,
 )
 from shop.catalog import format_price
 from shop.settings import shop_settings
 from web.console import CONSOLE_KEY, SESSION_COOKIE, agent_of_cookie
+from web.settings import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,31 @@ UNANSWERED_SHOWN = 20
 
 ANALYTICS_ENGINE_KEY = web.AppKey("analytics_engine", Engine)
 ANALYTICS_JINJA_KEY = web.AppKey("analytics_jinja", Environment)
-SYNC_LOCK_KEY = web.AppKey("analytics_sync_lock", asyncio.Lock)
+
+
+@dataclass
+class CopyStatus:
+    """How the background copy of conversation events is doing, for the page's note."""
+
+    interval: int  # seconds between two copies; 0: this server copies nothing
+    copied_at: Optional[datetime] = None  # the end of the latest copy that worked
+    failed_at: Optional[datetime] = None  # the latest copy that could not read the tracker store
+    note: str = ""  # what the latest copy said (e.g. no tracker store yet)
+
+    def page_note(self) -> str:
+        if not self.interval:
+            return ("This server does not copy conversation events (ANALYTICS_INGEST_SECONDS=0): the figures "
+                    "show what `python -m shop analytics` or the event broker's consumer stored.")
+        if self.failed_at is not None and (self.copied_at is None or self.failed_at > self.copied_at):
+            return (f"Rasa's tracker store could not be read at {self.failed_at:%H:%M:%S} UTC; the figures may miss "
+                    f"the latest chats. Trying again every {self.interval} s.")
+        if self.copied_at is None:
+            return f"The first copy of conversation events is under way; new chats show within {self.interval} s."
+        return (f"Chats up to {self.copied_at:%H:%M:%S} UTC; new ones show within {self.interval} s."
+                + (f" ({self.note})" if self.note else ""))
+
+
+COPY_STATUS_KEY = web.AppKey("analytics_copy_status", CopyStatus)
 
 
 # ----------------------------------------------------------------------------- access
@@ -81,20 +110,38 @@ def _period(request: web.Request) -> DateRange:
     return period
 
 
-async def _report(request: web.Request, period: DateRange) -> Tuple[AnalyticsReport, str]:
-    """The report of the period after copying new tracker events; the note says when that failed."""
-    engine = request.app[ANALYTICS_ENGINE_KEY]
+async def _report(request: web.Request, period: DateRange) -> AnalyticsReport:
     loop = asyncio.get_running_loop()
-    note = ""
-    async with request.app[SYNC_LOCK_KEY]:
+    return await loop.run_in_executor(None, partial(build_report, request.app[ANALYTICS_ENGINE_KEY], period))
+
+
+# ----------------------------------------------------------------------------- the background copy
+
+
+async def _copy_forever(engine: Engine, status: CopyStatus) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
         try:
-            synced = await loop.run_in_executor(None, sync_from_tracker_store, engine)
-            note = synced.note
+            synced = await loop.run_in_executor(None, refresh, engine)
+            status.copied_at, status.note = datetime.utcnow(), synced.note
         except (SQLAlchemyError, AnalyticsError) as error:
-            log.error("cannot read Rasa's tracker store: %s", error)
-            note = "Rasa's tracker store could not be read just now; the figures may miss the latest chats."
-    report = await loop.run_in_executor(None, partial(build_report, engine, period))
-    return report, note
+            log.error("cannot copy conversation events from Rasa's tracker store: %s", error)
+            status.failed_at = datetime.utcnow()
+        except Exception:  # noqa: BLE001 - one bad round must not end the copying for the server's life
+            log.exception("the copy of conversation events failed")
+            status.failed_at = datetime.utcnow()
+        await asyncio.sleep(status.interval)
+
+
+async def copy_events_in_background(app: web.Application) -> AsyncIterator[None]:
+    """For app.cleanup_ctx: copies new conversation events every ANALYTICS_INGEST_SECONDS while serving."""
+    status = app[COPY_STATUS_KEY]
+    task = asyncio.create_task(_copy_forever(app[ANALYTICS_ENGINE_KEY], status)) if status.interval else None
+    yield
+    if task is not None:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 # ----------------------------------------------------------------------------- charts
@@ -201,6 +248,8 @@ def _view(report: AnalyticsReport) -> Dict[str, Any]:
     revenue = column_chart("revenue", "Revenue from chat orders per day", days,
                            [("from paid chat orders", BLUE, [d.revenue_cents for d in report.daily])],
                            value_text=lambda cents: money(int(cents)), smallest_top=100)
+    recovered = column_chart("recovered", "Carts recovered after a reminder per day", days,
+                             [("carts recovered", GREEN, [d.carts_recovered for d in report.daily])])
     funnel_notes = [("" if conversion is None else f"{_percent(conversion)} of the step before")
                     for _, _, conversion in report.funnel]
     tiles = [
@@ -212,16 +261,19 @@ def _view(report: AnalyticsReport) -> Dict[str, Any]:
         ("Fallback rate", _percent(report.fallback_rate), f"{report.fallback_messages} of {report.messages} messages"),
         ("CSAT", "-" if report.csat is None else f"{report.csat:.1f} / 5", f"{report.ratings} ratings"),
         ("Revenue from chat", money(report.revenue_cents), f"{report.chat_orders_paid} paid orders"),
+        ("Carts recovered", str(report.carts_recovered),
+         f"{money(report.revenue_recovered_cents)}; {report.reminders_sent} "
+         f"reminder{'' if report.reminders_sent == 1 else 's'} sent"),
     ]
     return {
         "tiles": tiles,
-        "column_charts": [conversations, revenue],
+        "column_charts": [conversations, revenue, recovered],
         "funnel": bar_rows([(step, n) for step, n, _ in report.funnel], notes=funnel_notes),
         "reasons": bar_rows([(reason.replace("_", " "), n) for reason, n in report.handoff_reasons]),
         "intents": bar_rows(report.top_intents),
         "unanswered": report.unanswered[:UNANSWERED_SHOWN],
         "unanswered_total": len(report.unanswered),
-        "leads": None if report.leads_by_stage is None else bar_rows(report.leads_by_stage),
+        "leads": bar_rows(report.leads_by_stage) if any(n for _, n in report.leads_by_stage) else [],
         "daily": report.daily,
         "money": money,
         "tables": list(report.tables()),
@@ -251,9 +303,10 @@ async def analytics_page(request: web.Request) -> web.Response:
         return _page(request, status=400, agent=agent, error=str(error), period=default,
                      asked={"from": request.query.get("from", "")[:40], "to": request.query.get("to", "")[:40]},
                      query=_query(default), view=None, note="")
-    report, note = await _report(request, period)
+    report = await _report(request, period)
     return _page(request, agent=agent, error=None, period=period, query=_query(period), view=_view(report),
-                 note=note, asked={"from": period.first.isoformat(), "to": period.last.isoformat()})
+                 note=request.app[COPY_STATUS_KEY].page_note(),
+                 asked={"from": period.first.isoformat(), "to": period.last.isoformat()})
 
 
 def _download(body: str, filename: str, content_type: str) -> web.Response:
@@ -268,7 +321,7 @@ async def table_download(request: web.Request) -> web.Response:
         period = _period(request)
     except AnalyticsError as error:
         return web.Response(status=400, text=str(error))
-    report, _ = await _report(request, period)
+    report = await _report(request, period)
     name = request.match_info["table"]
     if name not in report.tables():
         raise web.HTTPNotFound(text=f"There is no table called {name!r}.")
@@ -281,18 +334,23 @@ async def unanswered_download(request: web.Request) -> web.Response:
         period = _period(request)
     except AnalyticsError as error:
         return web.Response(status=400, text=str(error))
-    report, _ = await _report(request, period)
+    report = await _report(request, period)
     return _download(unanswered_nlu_stub(report), f"unanswered_{period.first}_{period.last}.yml",
                      "application/yaml")
 
 
 def add_analytics_routes(app: web.Application, engine: Engine) -> None:
-    """Needs the agent console's routes (add_console_routes) for its login."""
+    """Needs the agent console's routes (add_console_routes) for its login. Reads ANALYTICS_INGEST_SECONDS
+    (a bad value raises SettingsError); the copying itself starts with copy_events_in_background."""
+    try:
+        interval = ingest_interval_seconds()
+    except AnalyticsError as error:
+        raise SettingsError(str(error)) from None
     app[ANALYTICS_ENGINE_KEY] = engine
+    app[COPY_STATUS_KEY] = CopyStatus(interval)
     app[ANALYTICS_JINJA_KEY] = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)),
                                            autoescape=select_autoescape(default=True, default_for_string=True),
                                            trim_blocks=True, lstrip_blocks=True)
-    app[SYNC_LOCK_KEY] = asyncio.Lock()
     app.router.add_get("/console/analytics", analytics_page, name="analytics")
     app.router.add_get("/console/analytics/unanswered.yml", unanswered_download, name="analytics_unanswered")
     app.router.add_get("/console/analytics/{table:[a-z_]+}.csv", table_download, name="analytics_table")

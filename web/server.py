@@ -36,7 +36,7 @@ from shop.catalog import (
 )
 from shop.db import get_engine, session_scope
 from shop.models import Product
-from web.analytics import add_analytics_routes
+from web.analytics import add_analytics_routes, copy_events_in_background
 from web.console import add_console_routes
 from shop.payments import PaymentHook, PaymentProvider
 from web.newsletter import add_newsletter_routes
@@ -587,6 +587,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
     app = create_app(settings=settings)
+    app.cleanup_ctx.append(copy_events_in_background)  # conversation events for the analytics dashboard
     print(f"{settings.shop_name} shop front on http://{settings.host}:{settings.port}/ "
           f"(chat: {settings.rasa_socket_url})", flush=True)
     web.run_app(

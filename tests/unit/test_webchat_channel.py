@@ -1,9 +1,11 @@
-"""The socket.io output the widget gets: postback buttons as quick replies, link buttons as web_url replies."""
+"""The socket.io output the widget gets (postback buttons as quick replies, link buttons as web_url replies)
+and the frustration check on shoppers' messages with Rasa's real agent and tracker store."""
 import asyncio
 
 import socketio
+from rasa.core.channels.channel import UserMessage
 
-from channels.webchat import WebChatOutput
+from channels.webchat import WebChatOutput, flag_frustration
 
 
 class RecordingServer(socketio.AsyncServer):
@@ -31,3 +33,62 @@ def test_a_link_button_reaches_the_widget_as_a_web_url_reply_beside_postbacks():
             {"content_type": "text", "title": "Cancel", "payload": "/deny"},
         ]}, "chat-1"),
     ]
+
+
+# Rasa's agent, tracker and event modules load TensorFlow: imported inside the tests that use them, so that
+# collecting the unit tests stays quick.
+def agent_with(conversation_id, events):
+    """Rasa's agent (no model needed) whose tracker store holds one conversation."""
+    from rasa.core.agent import Agent
+    from rasa.core.tracker_store import InMemoryTrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    store = InMemoryTrackerStore(Domain.empty())
+    asyncio.run(store.save(DialogueStateTracker.from_events(conversation_id, events)))
+    return Agent(tracker_store=store)
+
+
+def shopper_said(*texts):
+    from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+
+    events = []
+    for text in texts:
+        events += [ActionExecuted("action_listen"), UserUttered(text), BotUttered("Here is what I found.")]
+    return events
+
+
+def flagged(agent, text, conversation_id="chat-1"):
+    message = UserMessage(text, sender_id=conversation_id)
+    asyncio.run(flag_frustration(message, agent))
+    return message
+
+
+def test_a_frustrated_message_reaches_rasa_as_talk_to_human_with_the_reason_and_the_shoppers_words():
+    message = flagged(agent_with("chat-1", shopper_said("hi")), "this is useless!!!")
+
+    assert message.text == "this is useless!!!"
+    assert message.parse_data["text"] == "this is useless!!!"
+    assert message.parse_data["intent"] == {"name": "talk_to_human", "confidence": 1.0}
+    [reason] = message.parse_data["entities"]
+    assert (reason["entity"], reason["value"], reason["signals"]) == ("handoff_reason", "frustration",
+                                                                      ["insult", "exclamations"])
+
+
+def test_the_same_question_a_third_time_is_frustration_the_second_time_is_not():
+    agent = agent_with("chat-1", shopper_said("where is my parcel", "where is my parcel"))
+    assert flagged(agent, "where is my parcel").parse_data["entities"][0]["signals"] == ["repeated_three_times"]
+    assert flagged(agent_with("chat-1", shopper_said("where is my parcel")), "where is my parcel").parse_data is None
+
+
+def test_calm_messages_buttons_paused_chats_and_running_forms_keep_rasas_own_understanding():
+    from rasa.shared.core.events import ActiveLoop, ConversationPaused
+
+    assert flagged(agent_with("chat-1", shopper_said("hi")), "show me red sneakers").parse_data is None
+    assert flagged(agent_with("chat-1", []), "/talk_to_human").parse_data is None
+    # An agent has the chat: whatever the shopper writes is for them.
+    assert flagged(agent_with("chat-1", [*shopper_said("hi"), ConversationPaused()]), "wtf").parse_data is None
+    assert flagged(agent_with("chat-1", [*shopper_said("hi"), ActiveLoop("handoff_ticket_form")]),
+                   "this is useless").parse_data is None
+    # A first message has no tracker yet and is checked all the same.
+    assert flagged(agent_with("other", []), "you are the worst").parse_data["intent"]["name"] == "talk_to_human"

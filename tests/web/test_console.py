@@ -21,6 +21,7 @@ from shop.db import create_schema, make_engine, session_scope
 from shop.handoff import HandoffRequest, claim, create_ticket, hash_password, request_handoff
 from shop.verification import VerificationSession
 from tests.browser import launch_chromium
+from tests.console_login import agent_session
 from tests.web.conftest import REPO_ROOT, _wait_until_healthy, free_port
 
 EVIL_SUMMARY = "<script>alert('pwned')</script> my parcel"
@@ -66,11 +67,7 @@ def console(tmp_path_factory) -> Iterator[dict]:
 
 
 def logged_in(console, name: str, password: str) -> requests.Session:
-    session = requests.Session()
-    response = session.post(f"{console['url']}/console/login", data={"name": name, "password": password},
-                            allow_redirects=False, timeout=10)
-    assert response.status_code == 302, response.text
-    return session
+    return agent_session(console["url"], name, password)
 
 
 def status_of(console, key):
