@@ -29,12 +29,13 @@ def consent_wording() -> Text:
 
 
 class ValidateNewsletterForm(FormValidationAction):
-    """Both newsletter forms: the email from this chat's checkout when the shopper gave none."""
+    """Both newsletter forms: the email from this chat's checkout when the shopper gave none.
 
-    form_name = "newsletter_form"
+    rasa_sdk reads the form's name from name() (its form_name() method); shadowing that method with an
+    attribute made every live run fail with "'str' object is not callable"."""
 
     def name(self) -> Text:
-        return f"validate_{self.form_name}"
+        return "validate_newsletter_form"
 
     async def extract_newsletter_email(self, dispatcher, tracker, domain) -> Dict[Text, Any]:
         if tracker.get_slot("newsletter_email") is None and tracker.get_slot("cart_checkout_email"):
@@ -50,7 +51,8 @@ class ValidateNewsletterForm(FormValidationAction):
 
 
 class ValidateNewsletterUnsubscribeForm(ValidateNewsletterForm):
-    form_name = "newsletter_unsubscribe_form"
+    def name(self) -> Text:
+        return "validate_newsletter_unsubscribe_form"
 
 
 class ActionAskNewsletterEmail(Action):

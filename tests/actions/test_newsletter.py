@@ -1,6 +1,9 @@
 """The newsletter in the chat: consent asked explicitly and recorded; unsubscribe honoured at once."""
 import asyncio
+from pathlib import Path
 
+import pytest
+import yaml
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
@@ -9,11 +12,13 @@ from actions.newsletter import (
     ActionNewsletterSubscribe,
     ActionNewsletterUnsubscribe,
     ValidateNewsletterForm,
+    ValidateNewsletterUnsubscribeForm,
 )
 from shop.db import session_scope
 from shop.newsletter import NewsletterConsent, NewsletterSubscriber
 from tests.actions.trackers import tracker_for
 
+DOMAIN = yaml.safe_load((Path(__file__).resolve().parents[2] / "domain.yml").read_text())
 WORDING = "Yes, send me the Northwind Outfitters newsletter by email. I can unsubscribe at any time."
 
 
@@ -85,3 +90,17 @@ def test_unsubscribing_an_unknown_address_reveals_nothing(shop_engine):
                                                               slots={"newsletter_email": "nobody@example.com"}))
     assert messages[0]["text"] == "You're unsubscribed: you won't get our newsletter."
     assert subscribers(shop_engine) == []
+
+
+@pytest.mark.parametrize("action, form", [(ValidateNewsletterForm(), "newsletter_form"),
+                                          (ValidateNewsletterUnsubscribeForm(), "newsletter_unsubscribe_form")])
+def test_the_forms_validation_runs_as_the_action_server_runs_it(shop_engine, action, form):
+    # Regression: a form_name attribute shadowed rasa_sdk's form_name() and every live run failed.
+    tracker = tracker_for("sam@example.com", "inform", slots={"requested_slot": "newsletter_email",
+                                                              "newsletter_email": "Sam@Example.com"},
+                          active_loop={"name": form})
+    tracker.events.append({"event": "slot", "name": "newsletter_email", "value": "Sam@Example.com"})  # as extracted
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(action.run(dispatcher, tracker, DOMAIN))
+    assert action.form_name() == form
+    assert {"event": "slot", "name": "newsletter_email", "value": "sam@example.com", "timestamp": None} in events
