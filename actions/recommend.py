@@ -17,6 +17,7 @@ from shop.products import normalise_size
 from shop.recommendations import (
     Pick,
     PreferenceError,
+    asks_for_oneself,
     find_customer,
     gift_picks,
     personalised_picks,
@@ -79,6 +80,9 @@ class ValidateGiftQuizForm(FormValidationAction):
         return self._no_preference("style", tracker)
 
     async def extract_recipient(self, dispatcher, tracker, domain) -> Dict[Text, Any]:
+        asked = tracker.get_slot("requested_slot") in (None, "recipient")
+        if asked and not tracker.get_slot("recipient") and asks_for_oneself(tracker.latest_message.get("text")):
+            return {"recipient": "myself"}
         return self._no_preference("recipient", tracker)
 
     async def extract_gift_budget(self, dispatcher, tracker, domain) -> Dict[Text, Any]:

@@ -10,6 +10,7 @@ Every pick carries a one-sentence reason made only of facts found in the data.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -437,6 +438,24 @@ def _clean_answer(text: Optional[str]) -> str:
         if words.startswith(prefix) and words[len(prefix):] not in ("", "holidays", "gym", "office"):
             words = words[len(prefix):]
     return words.strip(" .!?")
+
+
+_FOR_ONESELF = re.compile(r"\b(?:for me|for myself|myself|for my ?self|me personally|suits? me)\b")
+_OTHER_RECIPIENT_WORDS = {
+    word for word in (set(RECIPIENTS) | set(_RECIPIENT_ALIASES)) - {"myself", "me", "self", "for me", "i"}
+    if " " not in word
+}
+
+
+def asks_for_oneself(text: Optional[str]) -> bool:
+    """"Recommend something for me": picks for the shopper, not a gift, unless someone else is named too.
+
+    The entity extractor misses "me" in such requests because "me" is rarely an entity elsewhere.
+    """
+    words = " ".join(str(text or "").lower().replace("\u2019", "'").split())[:200]
+    if not _FOR_ONESELF.search(words):
+        return False
+    return not _OTHER_RECIPIENT_WORDS & set(re.findall(r"[a-z][a-z-]*", words))
 
 
 def resolve_recipient(text: Optional[str]) -> Optional[Recipient]:

@@ -1,5 +1,8 @@
 import asyncio
 from datetime import datetime
+from pathlib import Path
+
+import yaml
 
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
@@ -11,6 +14,7 @@ from shop.models import Customer, Order, OrderItem, Product, Variant
 from shop.verification import VerificationSession
 from tests.actions.trackers import entity, run, tracker_for
 
+DOMAIN = yaml.safe_load((Path(__file__).resolve().parents[2] / "domain.yml").read_text())
 SHOWN = ["court-classic-sneaker", "blaze-runner-sneaker", "summit-pro-sneaker"]
 
 
@@ -147,6 +151,27 @@ def test_a_verified_customer_asking_for_themselves_skips_the_quiz_and_gets_picks
     assert "Blaze Runner Sneaker" not in text  # never what they already bought
     assert "Sneaker" in text  # they shop sneakers in size 42
     assert {e["name"]: e["value"] for e in events}["shown_products"]
+
+
+def quiz_opened_by(text):
+    """The gift quiz's first validation, as Rasa runs it when "recommend" opens the form: (questions, slots)."""
+    tracker = tracker_for(text, "recommend", active_loop={"name": "gift_quiz_form"})
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(ValidateGiftQuizForm().run(dispatcher, tracker, DOMAIN))
+    return dispatcher.messages, {e["name"]: e["value"] for e in events if e["event"] == "slot"}
+
+
+def test_for_me_without_a_tagged_recipient_still_gives_a_verified_customer_their_picks_at_once(shop_engine):
+    verified_customer(shop_engine)
+    _, slots = quiz_opened_by("recommend something for me")
+    assert slots["recipient"] == "myself"
+    assert slots.get("requested_slot") is None  # the form is done: no quiz question
+
+
+def test_a_gift_request_naming_someone_else_starts_the_quiz(shop_engine):
+    verified_customer(shop_engine)
+    _, slots = quiz_opened_by("something for me to give my mom")
+    assert "recipient" not in slots
 
 
 def test_a_shopper_not_verified_takes_the_quiz_even_for_themselves(shop_engine):

@@ -12,6 +12,7 @@ from shop.models import Brand, Category, Customer, Order, OrderItem, Product, Re
 from shop.recommendations import (
     PreferenceError,
     UnknownCustomer,
+    asks_for_oneself,
     better_alternative,
     frequently_bought_together,
     gift_picks,
@@ -377,3 +378,13 @@ def test_update_preferences_refuses_unknown_customers_and_nonsense(returning_cus
         assert session.execute(select(Customer).filter_by(email="new@example.com")).first() is None
         sam = session.execute(select(Customer).filter_by(email="sam@example.com")).scalar_one()
         assert sam.preferences["size"] == "M" and sam.preferences["liked_colors"] == ["red"]
+
+
+def test_asking_for_oneself_is_told_apart_from_a_gift_for_someone_else():
+    assert asks_for_oneself("recommend something for me")
+    assert asks_for_oneself("what would suit me?")
+    assert asks_for_oneself("I want a little treat for myself")
+    assert not asks_for_oneself("something for me to give my mom")
+    assert not asks_for_oneself("a present for my boyfriend")
+    assert not asks_for_oneself("any tips for men?")
+    assert not asks_for_oneself("")
