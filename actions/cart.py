@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from actions.references import resolve_reference
+from actions.shop_errors import say_shop_data_unavailable
 from shop.carts import CartError, CartLine, CartView, add_item, cart_view, remove_item, update_quantity
 from shop.catalog import get_product, summaries_for_handles
 from shop.db import session_scope
@@ -24,7 +25,6 @@ from shop.products import normalise_size
 
 logger = logging.getLogger(__name__)
 
-CART_UNAVAILABLE = "Sorry, I can't reach your cart right now. Please try again in a minute."
 CHECKOUT_BUTTON = {"title": "Check out", "payload": "/checkout"}
 ORDINAL_WORDS = {
     "first": "1", "1st": "1", "second": "2", "2nd": "2", "third": "3", "3rd": "3", "fourth": "4", "4th": "4",
@@ -127,7 +127,7 @@ class ActionAddToCart(Action):
                 return self._add(session, dispatcher, tracker)
         except SQLAlchemyError:
             logger.exception("Adding to the cart failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return [SlotSet("cart_add_status", "refused")]
 
     def _pending_request(self, session: Session, tracker: Tracker) -> Optional[Dict[Text, Any]]:
@@ -210,7 +210,7 @@ class ActionAskCartVariantChoice(Action):
                 question, options = variant_question(product, pending)
         except SQLAlchemyError:
             logger.exception("Reading variants failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
         dispatcher.utter_message(text=question, buttons=[{"title": o, "payload": o} for o in options[:10]])
         return []
@@ -338,7 +338,7 @@ class CartLineAction(Action, ABC):
                 say_cart(dispatcher, changed)
         except SQLAlchemyError:
             logger.exception("Changing the cart failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
         return []
 
     @abstractmethod
@@ -379,7 +379,7 @@ class ActionViewCart(Action):
                 view = cart_view(session, tracker.sender_id)
         except SQLAlchemyError:
             logger.exception("Reading the cart failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
         if view.is_empty:
             dispatcher.utter_message(text="Your cart is empty. Tell me what you're looking for and I'll find it.")

@@ -19,8 +19,8 @@ from rasa_sdk.types import DomainDict
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from actions.cart import CART_UNAVAILABLE
 from actions.presentation import channel_supports_cards
+from actions.shop_errors import say_shop_data_unavailable
 from shop.carts import CartError, attach_customer, find_open_cart, normalise_email
 from shop.checkout import CheckoutRefusal, checkout_requirements, checkout_summary, place_order
 from shop.db import session_scope
@@ -110,7 +110,7 @@ class ActionStartCheckout(Action):
                 found = checkout_requirements(session, tracker.sender_id, details=details_from_slots(tracker))
         except SQLAlchemyError:
             logger.exception("Starting checkout failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return [SlotSet("cart_checkout_status", "blocked")]
         events = [SlotSet("cart_checkout_status", "collecting"), SlotSet("cart_checkout_total", None)]
         known = found.details
@@ -264,7 +264,7 @@ class ActionCheckoutSummary(Action):
                 offer = personal_offer(session, details["email"]) if details["email"] else None
         except SQLAlchemyError:
             logger.exception("Checkout summary failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return [SlotSet("cart_checkout_status", "blocked")]
         ship_to = f"Ship to: {details['name']}, {tracker.get_slot('cart_checkout_address')}"
         text = f"{summary.cart.text()}\n{ship_to}\nConfirmation to: {details['email']}"
@@ -304,7 +304,7 @@ class ActionPlaceOrder(Action):
             return [SlotSet("cart_checkout_status", "blocked")]
         except SQLAlchemyError:
             logger.exception("Placing the order failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
         text = (f"Order {number} is placed and waiting for payment: {format_money(total)}. Please pay on our secure "
                 "payment page (never type card details into this chat); I'll confirm here as soon as the payment "

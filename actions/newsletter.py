@@ -13,7 +13,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.cart import CART_UNAVAILABLE
+from actions.shop_errors import say_shop_data_unavailable
 from shop.carts import CartError, normalise_email
 from shop.db import session_scope
 from shop.newsletter import DEFAULT_CONSENT_TEXT, NewsletterError, subscribe, unsubscribe
@@ -95,7 +95,7 @@ class ActionNewsletterSubscribe(Action):
             return done + [SlotSet("newsletter_email", None)]
         except SQLAlchemyError:
             logger.exception("Newsletter subscribe failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return done
         dispatcher.utter_message(text=result.message)
         return done
@@ -114,7 +114,7 @@ class ActionNewsletterUnsubscribe(Action):
             return [SlotSet("newsletter_email", None)]
         except SQLAlchemyError:
             logger.exception("Newsletter unsubscribe failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
         dispatcher.utter_message(text=result.message)
         return []

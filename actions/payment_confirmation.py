@@ -14,8 +14,9 @@ from rasa_sdk.types import DomainDict
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.cart import CART_UNAVAILABLE, latest_entity
+from actions.cart import latest_entity
 from actions.feedback import ask_for_feedback_once
+from actions.shop_errors import say_shop_data_unavailable
 from shop.db import session_scope
 from shop.models import Order
 from shop.policy import format_money
@@ -44,7 +45,7 @@ class ActionConfirmPayment(Action):
                 found = None if order is None else (order.number, order.status, order.total_cents, order.email)
         except SQLAlchemyError:
             logger.exception("Reading the order's payment failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
         if found is None:
             dispatcher.utter_message(text="I don't see an order from this chat yet.")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from actions.presentation import channel_supports_cards, price_text, product_carousel
 from actions.references import resolve_reference
+from actions.shop_errors import say_shop_data_unavailable
 from shop.catalog import ProductSummary, format_price, summaries_for_handles
 from shop.db import session_scope
 from shop.products import (
@@ -28,7 +29,6 @@ from shop.settings import absolute_url
 logger = logging.getLogger(__name__)
 
 ORDINALS = ("first", "second", "third", "fourth", "fifth")
-CATALOG_UNAVAILABLE = "Sorry, I can't reach our product catalogue right now. Please try again in a minute."
 
 
 def _entity(tracker: Tracker, name: Text) -> Optional[Text]:
@@ -97,7 +97,7 @@ class ProductAction(Action, ABC):
                 answered = self.answer(session, dispatcher, tracker, handle)
         except SQLAlchemyError:
             logger.exception("Product question failed")
-            dispatcher.utter_message(text=CATALOG_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
         return [SlotSet("current_product", handle)] if answered else []
 

@@ -13,7 +13,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.cart import CART_UNAVAILABLE, CHECKOUT_BUTTON
+from actions.cart import CHECKOUT_BUTTON
+from actions.shop_errors import say_shop_data_unavailable
 from shop.carts import CartError
 from shop.db import session_scope
 from shop.promotions import apply_code, public_promotions
@@ -50,7 +51,7 @@ class ActionListPromotions(Action):
                 promotions = public_promotions(session, datetime.utcnow())
         except SQLAlchemyError:
             logger.exception("Reading promotions failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
         if not promotions:
             dispatcher.utter_message(text="There are no public promotions running right now.")
@@ -82,7 +83,7 @@ class ActionApplyDiscount(Action):
             return []
         except SQLAlchemyError:
             logger.exception("Applying a code failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
         if not result.ok:
             dispatcher.utter_message(text=result.message)

@@ -11,7 +11,8 @@ from rasa_sdk.types import DomainDict
 from sqlalchemy.exc import SQLAlchemyError
 
 from actions.presentation import channel_supports_cards, price_text, product_carousel
-from actions.search import CATALOG_UNAVAILABLE, NO_PREFERENCE, price_to_cents
+from actions.search import NO_PREFERENCE, price_to_cents
+from actions.shop_errors import say_shop_data_unavailable
 from shop.db import session_scope
 from shop.products import normalise_size
 from shop.recommendations import (
@@ -183,7 +184,7 @@ class ActionRecommendProducts(Action):
                     )
         except SQLAlchemyError:
             logger.exception("Recommendation failed")
-            dispatcher.utter_message(text=CATALOG_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return forget_answers
         picks = [p for p in picks if not disliked or set(c.lower() for c in p.product.colors) - disliked]
         if not picks:

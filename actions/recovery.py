@@ -23,8 +23,9 @@ from rasa_sdk.types import DomainDict
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.cart import CART_UNAVAILABLE, CHECKOUT_BUTTON, choice_from_text, latest_entity
+from actions.cart import CHECKOUT_BUTTON, choice_from_text, latest_entity
 from actions.references import resolve_reference
+from actions.shop_errors import say_shop_data_unavailable
 from shop.alerts import alert_notice, choose_variant, subscribe
 from shop.carts import cart_view
 from shop.catalog import get_product, summaries_for_handles
@@ -86,7 +87,7 @@ class ActionStopReminders(Action):
                 stop_reminders(session, tracker.sender_id, datetime.utcnow())
         except SQLAlchemyError:
             logger.exception("Stopping cart reminders failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
         dispatcher.utter_message(text="No problem: I won't remind you about your cart again. It stays saved "
                                       "if you change your mind.")
@@ -110,7 +111,7 @@ class ActionSubscribeAlert(Action):
                 return self._subscribe(session, dispatcher, tracker)
         except SQLAlchemyError:
             logger.exception("Recording a stock alert failed")
-            dispatcher.utter_message(text=CART_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return []
 
     def _subscribe(self, session, dispatcher: CollectingDispatcher, tracker: Tracker) -> List[Dict]:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from actions.presentation import show_products
 from actions.settings import SEARCH_RESULTS_PER_PAGE
+from actions.shop_errors import say_shop_data_unavailable
 from shop.catalog import (
     SearchFilters,
     SearchResult,
@@ -49,9 +50,6 @@ RELAXED_WORDS = {
 ASK_WHAT_TO_SEARCH = (
     "Sure! What are you looking for? Tell me a kind of product, a colour, a size and a budget, "
     'like "blue jeans under $60".'
-)
-CATALOG_UNAVAILABLE = (
-    "Sorry, I can't reach our product catalogue right now. Please try again in a minute."
 )
 
 
@@ -189,7 +187,7 @@ class ActionSearchProducts(Action):
                         question = None
         except SQLAlchemyError:
             logger.exception("Catalog search failed")
-            dispatcher.utter_message(text=CATALOG_UNAVAILABLE)
+            say_shop_data_unavailable(dispatcher)
             return events + [SlotSet("search_outcome", "shown")]
 
         if question in NARROWING_SLOTS:

@@ -36,6 +36,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from channels.card_masking import mask_card_data
+from channels.limits import checked_rest_body, enforced
 from shop.frustration import detect_frustration
 from shop.handoff import relay_token
 
@@ -156,7 +157,7 @@ class WebChatInput(SocketIOInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         shopper_messages = ShopperMessages(on_new_message)
-        webhook = shopper_messages.webhook = super().blueprint(shopper_messages)
+        webhook = shopper_messages.webhook = super().blueprint(enforced(shopper_messages))
         manager = socketio_client_manager()
         if manager is not None:
             use_client_manager(self.sio, manager)
@@ -204,8 +205,12 @@ class MaskingRestInput(RestInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         shopper_messages = ShopperMessages(on_new_message)
-        shopper_messages.webhook = super().blueprint(shopper_messages)
+        shopper_messages.webhook = super().blueprint(enforced(shopper_messages))
         return shopper_messages.webhook
+
+    async def _extract_sender(self, req: Request) -> Optional[Text]:
+        checked_rest_body(req.json)  # a malformed body is a 400 with its reason, not a 500
+        return await super()._extract_sender(req)
 
     def _extract_message(self, req: Request) -> Optional[Text]:
         return mask_card_data(super()._extract_message(req))

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from actions.search import ActionAskSize, ActionSearchProducts, ValidateNarrowSearchForm, price_to_cents
 from shop.db import session_scope
 from shop.models import Product, Variant
+from ops.action_fallback import TALK_TO_A_PERSON
 from tests.actions.trackers import entity, run, slot_events, tracker_for
 from tests.factories import add_product
 
@@ -107,7 +108,8 @@ def test_sql_in_the_search_is_treated_as_text_and_changes_nothing(shop_engine):
 def test_catalog_outage_gets_an_honest_message(tmp_path, monkeypatch):
     monkeypatch.setenv("SHOP_DATABASE_URL", f"sqlite:///{tmp_path / 'missing-dir' / 'no-tables.db'}")
     messages, events = run(ActionSearchProducts(), new_search("jeans", category="jeans"))
-    assert "can't reach our product catalogue" in messages[0]["text"]
+    assert "can't reach our shop system" in messages[0]["text"]
+    assert messages[0]["buttons"] == [TALK_TO_A_PERSON]
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from ops.servers import BIN, Server, free_port, run_checked
 from tests.unit.conftest import POSTGRES_URL
 
 SHOP_NAME = "Scaled Outfitters"
+RASA_TOKEN = "scale-out-test-token"
 LISTED_PRODUCT = re.compile(r"^\d+\. (.+?) by .+?: \$\d", re.MULTILINE)
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 1
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -117,6 +118,8 @@ def scaled(tmp_path_factory):
         # Generous on a loaded test machine; the fault test below needs no timeout (refused connections).
         "ACTION_TIMEOUT_SECONDS": "15",
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        # The production profile's HTTP API needs a token (one is made per run when none is given).
+        "RASA_TOKEN": RASA_TOKEN,
     }
     # A small store, so that the script's own `seed --if-empty` finds it and leaves it alone.
     run_checked([str(BIN / "python"), "-m", "shop", "seed", "--products", "300", "--reviews", "200",
@@ -125,7 +128,7 @@ def scaled(tmp_path_factory):
     try:
         replica_urls = [f"http://127.0.0.1:{port}" for port in rasa_replicas]
         for url in replica_urls + [f"http://127.0.0.1:{rasa_port}"]:
-            stack.wait_until_ready(f"{url}/status", lambda r: r.ok and bool(r.json().get("model_file")), 1100)
+            stack.wait_until_ready(f"{url}/status?token={RASA_TOKEN}", lambda r: r.ok and bool(r.json().get("model_file")), 1100)
         for port in action_replicas:
             stack.wait_until_ready(f"http://127.0.0.1:{port}/health", lambda r: r.ok, 60)
         yield ScaledStack(
@@ -339,7 +342,8 @@ def test_a_replica_killed_mid_conversation_loses_nothing(scaled):
     assert {second.headers["X-Upstream"], third.headers["X-Upstream"]} == set(scaled.replica_urls) - {crashed}
     assert second.json() and third.json()
     survivor = second.headers["X-Upstream"]
-    slots = requests.get(f"{survivor}/conversations/{sender}/tracker", timeout=30).json()["slots"]
+    slots = requests.get(f"{survivor}/conversations/{sender}/tracker",
+                         params={"token": RASA_TOKEN}, timeout=30).json()["slots"]
     assert slots["color"] == "black"
     assert slots["category"] and slots["price_max"]  # from the turn the crashed replica handled
     rows = scaled.tracker_rows(sender)

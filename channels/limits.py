@@ -1,0 +1,102 @@
+"""Limits on what a shopper can send, checked in the input channels before Rasa parses anything.
+
+- A message longer than MAX_MESSAGE_CHARS (default 2000) gets a clear reply and never reaches NLU,
+  so a 10 kB paste costs a string length check, not a model run.
+- A conversation may send MAX_MESSAGES_PER_MINUTE messages (default 30) in any 60 seconds; the
+  ones beyond get a "slow down" reply and are not handled. The count is kept per Rasa process:
+  behind the round-robin balancer each replica counts the messages it receives.
+
+The replies go to the shopper on the channel the message came in (REST answer, socket.io event);
+nothing is written to the tracker, so a refused message leaves the conversation as it was.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict, deque
+from typing import Any, Awaitable, Callable, Deque, Optional
+
+from rasa.core.channels.channel import UserMessage
+
+RATE_WINDOW_SECONDS = 60.0
+# Conversations whose recent messages are remembered; the least recently active are forgotten first.
+REMEMBERED_CONVERSATIONS = 50_000
+
+
+def max_message_chars() -> int:
+    return int(os.environ.get("MAX_MESSAGE_CHARS", "2000"))
+
+
+def max_messages_per_minute() -> int:
+    return int(os.environ.get("MAX_MESSAGES_PER_MINUTE", "30"))
+
+
+def too_long_reply(limit: int) -> str:
+    return (f"Sorry, that message is too long for me: please keep it under {limit} characters "
+            "(a sentence or two is plenty).")
+
+
+def too_fast_reply() -> str:
+    return "You're sending messages faster than I can answer. Please wait a moment, then send your message again."
+
+
+class ConversationRateLimiter:
+    """Sliding one-minute window of message times per conversation."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._recent: "OrderedDict[str, Deque[float]]" = OrderedDict()
+
+    def allow(self, conversation_id: str, limit: int) -> bool:
+        now = self._clock()
+        recent = self._recent.pop(conversation_id, None) or deque()
+        while recent and now - recent[0] >= RATE_WINDOW_SECONDS:
+            recent.popleft()
+        allowed = len(recent) < limit
+        if allowed:
+            recent.append(now)
+        self._recent[conversation_id] = recent
+        while len(self._recent) > REMEMBERED_CONVERSATIONS:
+            self._recent.popitem(last=False)
+        return allowed
+
+
+_limiter = ConversationRateLimiter()
+
+
+def refusal_for(message: UserMessage, limiter: ConversationRateLimiter = _limiter) -> Optional[str]:
+    """The reply that refuses `message`, or None when Rasa may handle it."""
+    limit = max_message_chars()
+    if message.text and len(message.text) > limit:
+        return too_long_reply(limit)
+    if not limiter.allow(str(message.sender_id), max_messages_per_minute()):
+        return too_fast_reply()
+    return None
+
+
+def enforced(on_new_message: Callable[[UserMessage], Awaitable[Any]],
+             limiter: ConversationRateLimiter = _limiter) -> Callable[[UserMessage], Awaitable[Any]]:
+    """Wraps a channel's message handler so that refused messages are answered here and go no further."""
+
+    async def handle(message: UserMessage) -> Any:
+        refusal = refusal_for(message, limiter)
+        if refusal is None:
+            return await on_new_message(message)
+        await message.output_channel.send_text_message(message.sender_id, refusal)
+        return None
+
+    return handle
+
+
+def checked_rest_body(body: Any) -> None:
+    """Raises Sanic's InvalidUsage (HTTP 400, with the reason) for a REST body Rasa could not read:
+    not a JSON object, no text `message`, or a `sender` that is not a string or number."""
+    from sanic.exceptions import InvalidUsage
+
+    if not isinstance(body, dict):
+        raise InvalidUsage('The body must be a JSON object such as {"sender": "...", "message": "..."}.')
+    if not isinstance(body.get("message"), str):
+        raise InvalidUsage('"message" must be a string.')
+    sender = body.get("sender")
+    if sender is not None and (isinstance(sender, bool) or not isinstance(sender, (str, int))):
+        raise InvalidUsage('"sender" must be a string.')
