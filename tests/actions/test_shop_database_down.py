@@ -8,6 +8,7 @@ Rasa posts to /webhook. Each request is allowed 5 seconds: one that takes longer
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -38,11 +39,12 @@ SHOP_ACTIONS = {
 
 
 class ActionServer:
-    def __init__(self, url: str, proxy: TcpProxy, database_url: str):
-        self.url, self.proxy, self.database_url = url, proxy, database_url
+    def __init__(self, url: str, proxy: TcpProxy, database_url: str, log: Path):
+        self.url, self.proxy, self.database_url, self.log = url, proxy, database_url, log
 
-    def call(self, action: str, headers: Dict[str, str] = None) -> requests.Response:
-        tracker = SHOP_ACTIONS[action]()
+    def call(self, action: str, headers: Dict[str, str] = None, sender: str = None) -> requests.Response:
+        tracker = SHOP_ACTIONS.get(action, SHOP_ACTIONS["action_view_cart"])()
+        tracker.sender_id = sender or tracker.sender_id
         body = {"next_action": action, "sender_id": tracker.sender_id, "tracker": tracker.current_state(),
                 "domain": {}, "version": "3.6.21"}
         return requests.post(f"{self.url}/webhook", json=body, timeout=ANSWER_WITHIN_SECONDS,
@@ -80,14 +82,15 @@ def action_server(shop_database, tmp_path_factory):
     proxy = TcpProxy((shop_database.host or "127.0.0.1", shop_database.port or 5432))
     through_proxy = shop_database.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     port = free_port()
+    log = tmp_path_factory.mktemp("faults") / "actions.log"
     server = Server("action server", [str(BIN / "python"), "-m", "ops.action_server", "--actions", "actions",
                                       "--port", str(port)],
                     {"SHOP_DATABASE_URL": through_proxy, "ACTION_SERVER_TOKEN": TOKEN,
                      "SHOP_DB_TIMEOUT_SECONDS": "2", "SANIC_HOST": "127.0.0.1", "SHOP_PUBLIC_URL": "http://shop.test"},
-                    tmp_path_factory.mktemp("faults") / "actions.log")
+                    log)
     try:
         server.wait_until_ready(f"http://127.0.0.1:{port}/health", lambda r: r.ok, 120)
-        yield ActionServer(f"http://127.0.0.1:{port}", proxy, shop_database.render_as_string(hide_password=False))
+        yield ActionServer(f"http://127.0.0.1:{port}", proxy, shop_database.render_as_string(hide_password=False), log)
     finally:
         server.stop()
         proxy.close()
@@ -157,3 +160,16 @@ def test_only_callers_with_the_token_may_run_actions(database_up):
     assert database_up.call("action_view_cart", headers={TOKEN_HEADER: "guess"}).status_code == 401
     assert database_up.call("action_view_cart").status_code == 200
     assert requests.get(f"{database_up.url}/health", timeout=5).ok
+
+
+def test_the_action_server_log_holds_no_email_address_or_card_number(database_up):
+    email, card, street = "jane.doe@example.com", "4242 4242 4242 4242", "221 Baker Street"
+    # The sender id reaches the SQL parameters that the database error is logged with.
+    database_up.proxy.down()
+    assert_honest_offer_of_a_person(database_up.call("action_view_cart", sender=email).json()["responses"])
+    unknown = database_up.call(f"action_send_to {email} {card} at {street}")
+    assert unknown.status_code == 404
+
+    log = database_up.log.read_text()
+    assert "[email hidden]" in log and "[card number hidden]" in log and "[address hidden]" in log
+    assert email not in log and card not in log and street not in log
