@@ -7,12 +7,16 @@ second apart unless told.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, insert
-from sqlalchemy.engine import Connection
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, func, insert, select
+from sqlalchemy.engine import Connection, Engine
+
+from shop.analytics import AnalyticsCursor
+from shop.db import session_scope
 
 EVENTS = Table(
     "events", MetaData(),
@@ -127,3 +131,24 @@ class TrackerStoreFile(TrackerStore):
 
     def __init__(self, path: Path):
         super().__init__(f"sqlite:///{path}")
+
+
+def wait_until_copied(shop: Engine, tracker_url: str, deadline: float = 60) -> int:
+    """Poll until the shop front's background copy has read every event of the tracker store at `tracker_url`
+    (its mark reached the newest id); returns that id. Fails after `deadline` seconds."""
+    tracker = create_engine(tracker_url, future=True)
+    try:
+        with tracker.connect() as connection:
+            newest = connection.execute(select(func.max(EVENTS.c.id))).scalar() or 0
+    finally:
+        tracker.dispose()
+    if not newest:
+        return 0  # nothing to copy yet
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with session_scope(shop) as session:
+            cursor = session.get(AnalyticsCursor, "tracker_store")
+            if cursor is not None and cursor.last_event_id >= newest:
+                return newest
+        time.sleep(0.2)
+    raise AssertionError(f"the background copy did not reach tracker event {newest} within {deadline}s")

@@ -4,6 +4,8 @@ import re
 import time
 from typing import Dict, List, Optional
 
+import requests
+
 from ops.servers import BIN, Server
 from tests.e2e.test_socketio import WebChatClient
 
@@ -67,6 +69,23 @@ def verify_by_emailed_code(chat: WebChatClient, mailbox, email: str) -> str:
     before = len(mailbox.messages)
     ask(chat, email, "code is on its way")
     return ask(chat, emailed_code(mailbox, email, before), "right code")["text"]
+
+
+def check_out_and_pay(chat: WebChatClient, name: str, email: str) -> str:
+    """Check the chat's cart out through the checkout form and pay on the sandbox page with the test card, as a
+    shopper does; the order's number, once the chat has confirmed the payment."""
+    ask(chat, "checkout", "What name should go on the shipping label?")
+    for answer, next_question in [(name, "Which email address"), (email, "What's the shipping address?"),
+                                  ("12 Harbour Road, Portland, 97205, US", "Which shipping would you like"),
+                                  ("standard", "Shall I place the order for")]:
+        ask(chat, answer, next_question)
+    placed = ask(chat, "yes", "is placed and waiting for payment")
+    number = re.search(r"Order (SH-\d+)", placed["text"]).group(1)
+    paid = requests.post(buttons(placed)["Pay now"],
+                         data={"card_number": "4242 4242 4242 4242", "expiry": "12/34", "cvc": "123"}, timeout=60)
+    assert paid.ok and f"order {number} is paid" in paid.text
+    reply_text(chat, f"your order {number} is confirmed")
+    return number
 
 
 def start_worker(stack, log_name: str, env: Optional[Dict[str, str]] = None) -> Server:

@@ -92,7 +92,8 @@ def stack(tmp_path_factory, mailbox):
                      {**env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(web_port),
                       "RASA_SOCKET_URL": f"http://127.0.0.1:{rasa_port}",
                       "RASA_URL": f"http://127.0.0.1:{rasa_port}",
-                      "ANALYTICS_TRACKER_STORE_URL": f"sqlite:///{workdir / 'tracker.db'}"},
+                      "ANALYTICS_TRACKER_STORE_URL": f"sqlite:///{workdir / 'tracker.db'}",
+                      "ANALYTICS_INGEST_SECONDS": "2"},
                      workdir / "web.log")
         servers.append(web)
 
