@@ -14,7 +14,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ import yaml
 from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import func, select
 
-from shop.analytics import AnalyticsCursor, AnalyticsEvent
+from shop.analytics import AnalyticsEvent
 from shop.checkout import CheckoutOrder
 from shop.db import create_schema, make_engine, session_scope
 from shop.feedback import record_feedback_rating, start_survey
@@ -35,7 +34,7 @@ from shop.leads import LeadAnswers, store_lead
 from shop.models import Cart, Lead, Order
 from shop.reminders import CartReminder, run_due_reminders
 from shop.report import credit_recovered_carts
-from tests.analytics_events import EVENTS, Chat, TrackerStoreFile, utc
+from tests.analytics_events import EVENTS, Chat, TrackerStoreFile, utc, wait_until_copied
 from tests.browser import launch_chromium
 from tests.console_login import agent_session, log_in_page
 from tests.unit.recovery_helpers import RecordingSender, check_out_and_pay, fill_cart
@@ -44,7 +43,6 @@ from tests.web.conftest import REPO_ROOT, _wait_until_healthy, free_port
 
 RANGE = "from=2024-06-01&to=2024-06-07"
 AGENT, PASSWORD = "alice", "alice-pass"
-COPY_DEADLINE_SECONDS = 60
 
 
 def shopping(sender: str, at: datetime) -> Chat:
@@ -150,16 +148,7 @@ def tracker_rows(dashboard) -> tuple:
 
 
 def wait_for_the_copy(dashboard) -> None:
-    """Until the background copy has read every event of the tracker store (its mark is the newest id)."""
-    _, newest = tracker_rows(dashboard)
-    deadline = time.monotonic() + COPY_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        with session_scope(dashboard["engine"]) as session:
-            cursor = session.get(AnalyticsCursor, "tracker_store")
-            if cursor is not None and cursor.last_event_id >= newest:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"the background copy did not reach tracker event {newest} in {COPY_DEADLINE_SECONDS}s")
+    wait_until_copied(dashboard["engine"], dashboard["tracker"].url)
 
 
 @pytest.mark.parametrize("path", ["/console/analytics", "/console/analytics/daily.csv",
