@@ -28,7 +28,7 @@ from tests.browser import launch_chromium
 from tests.console_login import agent_session, log_in_page
 from tests.e2e.chat import ask, check_out_and_pay, reply_text, start_worker, wait_until
 from tests.e2e.conftest import AGENT_NAME, AGENT_PASSWORD
-from tests.e2e.test_cart_recovery import in_stock_variant
+from tests.e2e.test_cart_recovery import in_stock_variant, report_today
 from tests.e2e.test_rest import say
 from tests.e2e.test_socketio import WebChatClient
 
@@ -121,13 +121,6 @@ def recover_a_cart(stack, sender: str) -> int:
         worker.stop()
     assert recovered == total
     return total
-
-
-def report_today(stack) -> dict:
-    """Today's row of `python -m shop report`, by column."""
-    header, today = (line.split(",") for line in stack.shop("report", "--days", "1", "--format", "csv")
-                     .strip().splitlines()[:2])
-    return dict(zip(header, today))
 
 
 def bar_total(page, chart: str) -> int:
