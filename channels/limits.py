@@ -90,13 +90,16 @@ def enforced(on_new_message: Callable[[UserMessage], Awaitable[Any]],
 
 def checked_rest_body(body: Any) -> None:
     """Raises Sanic's InvalidUsage (HTTP 400, with the reason) for a REST body Rasa could not read:
-    not a JSON object, no text `message`, or a `sender` that is not a string or number."""
+    not a JSON object, no text `message`, a `sender` that is not a string or number, or `metadata`
+    that is not an object."""
     from sanic.exceptions import InvalidUsage
 
     if not isinstance(body, dict):
         raise InvalidUsage('The body must be a JSON object such as {"sender": "...", "message": "..."}.')
     if not isinstance(body.get("message"), str):
         raise InvalidUsage('"message" must be a string.')
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        raise InvalidUsage('"metadata" must be a JSON object.')
     sender = body.get("sender")
     if sender is not None and (isinstance(sender, bool) or not isinstance(sender, (str, int))):
         raise InvalidUsage('"sender" must be a string.')

@@ -58,7 +58,7 @@ def test_messages_beyond_the_rate_limit_wait_for_the_minute_to_pass(monkeypatch)
 @pytest.mark.parametrize("body, reason", [
     (None, "JSON object"), ([1, 2], "JSON object"), ("hi", "JSON object"),
     ({"sender": "a"}, '"message"'), ({"sender": "a", "message": 5}, '"message"'),
-    ({"sender": ["a"], "message": "hi"}, '"sender"'), ({"sender": True, "message": "hi"}, '"sender"'),
+    ({"sender": ["a"], "message": "hi"}, '"sender"'), ({"message": "hi", "metadata": "x"}, '"metadata"'), ({"sender": True, "message": "hi"}, '"sender"'),
 ])
 def test_rest_bodies_rasa_cannot_read_are_refused_with_the_reason(body, reason):
     with pytest.raises(InvalidUsage, match=reason):

@@ -1,0 +1,189 @@
+"""Fuzz test (#9, item 7): 1,000 seeded random, unicode, oversized and malicious messages and malformed
+HTTP bodies to the REST and socket.io channels of the real Rasa server of the e2e stack.
+
+Afterwards: no HTTP answer was a 5xx, every oversized message got the "too long" reply, the server
+still answers a plain "hi" on both channels, and the shop database holds exactly what it held before.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import random
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Tuple
+
+import pytest
+import requests
+import socketio
+from sqlalchemy import select
+
+from channels.limits import max_message_chars, too_long_reply
+from shop.db import shop_metadata
+from tests.e2e.conftest import SHOP_NAME
+
+SEED = 20261203
+# Ten minutes was not enough on 2 cores shared with other test runs (load average 7).
+pytestmark = pytest.mark.timeout(1500)
+REST_MESSAGES, REST_BODIES, SOCKET_MESSAGES, SOCKET_PAYLOADS = 560, 140, 250, 50
+REST_SENDERS, SOCKET_SESSIONS = 40, 10  # well under the per-conversation rate limit
+OVERSIZED = 10_000
+
+SQL = ["' OR '1'='1", "1; DROP TABLE products; --", "'; DELETE FROM orders WHERE ''='", "\" UNION SELECT * FROM customers --",
+       "order NW-1' OR 1=1 --", "admin'--", "1' AND SLEEP(5)--", "%' AND 1=0 UNION SELECT email FROM customers --"]
+HTML = ["<script>alert(1)</script>", "<img src=x onerror=alert(document.cookie)>", "<a href='javascript:alert(1)'>x</a>",
+        "\"><svg/onload=fetch('//evil')>", "{{7*7}} ${7*7} <%= 7*7 %>", "<iframe src=//evil></iframe>"]
+WORDS = ["red", "sneakers", "under", "$80", "order", "cancel", "refund", "cart", "add", "size", "42", "jacket",
+         "hi", "help", "checkout", "person", "newsletter", "return", "blue", "jeans", "where", "is", "my"]
+ODD = ["", " ", "\u200b\u200d\ufeff", "\u202eevil\u202c", "%s%s%n{0}{1}", "../../etc/passwd", "null", "undefined",
+       "NaN", "[]", "{}", "/restart", "/talk_to_human{\"x\": 1}", "/search_product{\"category\": \"<b>\"}", "💥" * 50,
+       "ﷺ" * 30, "𝕳𝖊𝖑𝖑𝖔", "Ω≈ç√∫", "田中さんにあげて下さい", "مرحبا بالعالم", "\x00\x01\x02 hi", "\r\n\t\x1b[31mred"]
+
+
+def random_message(rng: random.Random) -> str:
+    kind = rng.randrange(8)
+    if kind == 0:
+        return rng.choice(SQL)
+    if kind == 1:
+        return rng.choice(HTML)
+    if kind == 2:
+        return rng.choice(ODD)
+    if kind == 3:  # random code points, surrogates excluded
+        return "".join(chr(rng.choice([rng.randrange(0x20, 0x7F), rng.randrange(0xA0, 0xD7FF),
+                                       rng.randrange(0xE000, 0x10FFFF)])) for _ in range(rng.randrange(1, 80)))
+    if kind == 4:  # control characters mixed with words
+        return "".join(rng.choice([chr(rng.randrange(0, 32)), rng.choice(WORDS) + " "]) for _ in range(12))
+    if kind == 5:
+        return "x" * OVERSIZED if rng.random() < 0.5 else " ".join(rng.choice(WORDS) for _ in range(OVERSIZED // 4))
+    if kind == 6:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 12)))
+    return rng.choice(WORDS) + " " + rng.choice(SQL + HTML)
+
+
+def malformed_body(rng: random.Random) -> Tuple[bytes, Dict[str, str]]:
+    json_type = {"Content-Type": "application/json"}
+    bodies = [
+        b"{", b"}", b"null", b"[]", b"123", b'"just a string"', b"true", b"{'single': 'quotes'}",
+        b'{"sender": "a"}', b'{"message": null}', b'{"sender": "a", "message": 5}',
+        b'{"sender": {}, "message": "hi"}', b'{"sender": ["x"], "message": "hi"}', b'{"sender": "a", "message": ["x"]}',
+        b'{"sender": "a", "message": {"text": "hi"}}', b'{"sender": true, "message": "hi"}', b"\xff\xfe\xfd",
+        b'{"sender": "a", "message": "hi", "metadata": "not an object"}', b"[" * 5000 + b"]" * 5000,
+        json.dumps({"sender": "a", "message": "x" * 200_000}).encode(), b"",
+    ]
+    body = rng.choice(bodies)
+    headers = rng.choice([json_type, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}])
+    return body, headers
+
+
+def database_fingerprint(engine) -> Dict[str, Tuple[int, str]]:
+    """Row count and a hash of every row, per table of the shop."""
+    fingerprint = {}
+    with engine.connect() as conn:
+        for table in shop_metadata().sorted_tables:
+            rows = sorted(repr(tuple(row)) for row in conn.execute(select(table)))
+            fingerprint[table.name] = (len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest())
+    return fingerprint
+
+
+class SocketShopper:
+    def __init__(self, url: str, session_id: str):
+        self.session_id = session_id
+        self.replies: "queue.Queue[dict]" = queue.Queue()
+        confirmed: "queue.Queue[str]" = queue.Queue()
+        self.client = socketio.Client()
+        self.client.on("bot_uttered", self.replies.put)
+        self.client.on("session_confirm", confirmed.put)
+        self.client.connect(url, socketio_path="/socket.io", transports=["polling"])
+        self.client.emit("session_request", {"session_id": session_id})
+        confirmed.get(timeout=30)
+
+    def say(self, message) -> None:
+        self.emit({"message": message, "session_id": self.session_id})
+
+    def emit(self, data) -> None:
+        """One packet per long-polling request, as the widget sends them: the server refuses a request
+        that carries more than 16 packets ("Too many packets in payload") and drops that session."""
+        self.client.emit("user_uttered", data)
+        deadline = time.monotonic() + 30
+        while not self.client.eio.queue.empty():
+            assert time.monotonic() < deadline, "the socket.io client could not send its message"
+            time.sleep(0.01)
+
+    def reply_texts_until(self, wanted: str, timeout: float = 120) -> List[str]:
+        """Replies received, up to and including one containing `wanted`."""
+        texts = []
+        while not any(wanted in t for t in texts):
+            texts.append(self.replies.get(timeout=timeout).get("text") or "")
+        return texts
+
+
+def test_fuzzed_messages_and_bodies_get_no_5xx_no_crash_and_change_no_shop_data(stack):
+    rng = random.Random(SEED)
+    engine = stack.engine()
+    before = database_fingerprint(engine)
+    rest_url = f"{stack.rasa_url}/webhooks/rest/webhook"
+    run_id = uuid.uuid4().hex[:8]
+    too_long = too_long_reply(max_message_chars())
+
+    messages = [(f"fuzz-{run_id}-{i % REST_SENDERS}", random_message(rng)) for i in range(REST_MESSAGES)]
+    bodies = [malformed_body(rng) for _ in range(REST_BODIES)]
+
+    def post_message(sender_and_text):
+        sender, text = sender_and_text
+        return text, requests.post(rest_url, json={"sender": sender, "message": text}, timeout=120)
+
+    def post_body(body_and_headers):
+        body, headers = body_and_headers
+        return body, requests.post(rest_url, data=body, headers=headers, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        message_results = list(pool.map(post_message, messages))
+        body_results = list(pool.map(post_body, bodies))
+
+    server_errors = [(text[:60], r.status_code, r.text[:200]) for text, r in message_results if r.status_code >= 500]
+    server_errors += [(body[:60], r.status_code, r.text[:200]) for body, r in body_results if r.status_code >= 500]
+    assert server_errors == []
+    assert all(r.status_code == 200 for _, r in message_results)
+    for text, response in message_results:
+        replies = [m.get("text") for m in response.json()]
+        if len(text.strip()) > max_message_chars():
+            assert replies == [too_long]
+        assert not any("Traceback" in (t or "") for t in replies)
+    refused = [(body[:60], r.status_code) for body, r in body_results if r.status_code != 200]
+    assert refused, "no malformed body was refused"
+    assert all(400 <= status < 500 for _, status in refused)
+
+    shoppers = [SocketShopper(stack.rasa_url, f"fuzz-socket-{run_id}-{i}") for i in range(SOCKET_SESSIONS)]
+    try:
+        oversized_sent = 0
+        for i in range(SOCKET_MESSAGES):
+            text = random_message(rng)
+            oversized_sent += len(text.strip()) > max_message_chars()
+            shoppers[i % SOCKET_SESSIONS].say(text)
+        malformed = [None, 42, "text", ["a"], {"session_id": 7}, {"message": 5}, {"message": ["x"]},
+                     {"message": {"text": "hi"}}, {"message": "hi", "customData": "{not json"}, {"session_id": None}]
+        for i in range(SOCKET_PAYLOADS):
+            shoppers[i % SOCKET_SESSIONS].emit(malformed[i % len(malformed)])
+        # Still answering on both channels, in new conversations and in the fuzzed ones.
+        for shopper in shoppers:
+            shopper.say("hi")
+        received = [shopper.reply_texts_until(f"welcome to {SHOP_NAME}") + _drain(shopper.replies)
+                    for shopper in shoppers]
+        assert sum(texts.count(too_long) for texts in received) == oversized_sent
+    finally:
+        for shopper in shoppers:
+            shopper.client.disconnect()
+
+    hello = requests.post(rest_url, json={"sender": f"fuzz-{run_id}-after", "message": "hi"}, timeout=120)
+    assert hello.status_code == 200
+    assert any(f"welcome to {SHOP_NAME}" in (m.get("text") or "") for m in hello.json())
+    assert database_fingerprint(engine) == before
+
+
+def _drain(replies: "queue.Queue[dict]") -> List[str]:
+    texts = []
+    while not replies.empty():
+        texts.append(replies.get_nowait().get("text") or "")
+    return texts
