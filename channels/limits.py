@@ -11,6 +11,7 @@ nothing is written to the tracker, so a refused message leaves the conversation 
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import OrderedDict, deque
@@ -88,18 +89,48 @@ def enforced(on_new_message: Callable[[UserMessage], Awaitable[Any]],
     return handle
 
 
-def checked_rest_body(body: Any) -> None:
-    """Raises Sanic's InvalidUsage (HTTP 400, with the reason) for a REST body Rasa could not read:
-    not a JSON object, no text `message`, a `sender` that is not a string or number, or `metadata`
-    that is not an object."""
-    from sanic.exceptions import InvalidUsage
-
+def rest_body_problem(body: Any) -> Optional[str]:
+    """Why Rasa could not read a REST body, or None: not a JSON object, no text `message`, a `sender`
+    that is not a string or number, or `metadata` that is not an object."""
     if not isinstance(body, dict):
-        raise InvalidUsage('The body must be a JSON object such as {"sender": "...", "message": "..."}.')
+        return 'The body must be a JSON object such as {"sender": "...", "message": "..."}.'
     if not isinstance(body.get("message"), str):
-        raise InvalidUsage('"message" must be a string.')
+        return '"message" must be a string.'
     if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
-        raise InvalidUsage('"metadata" must be a JSON object.')
+        return '"metadata" must be a JSON object.'
     sender = body.get("sender")
     if sender is not None and (isinstance(sender, bool) or not isinstance(sender, (str, int))):
-        raise InvalidUsage('"sender" must be a string.')
+        return '"sender" must be a string.'
+    return None
+
+
+def checked_rest_body(body: Any) -> None:
+    """Raises Sanic's InvalidUsage (HTTP 400, with the reason) for a REST body Rasa could not read."""
+    from sanic.exceptions import InvalidUsage
+
+    problem = rest_body_problem(body)
+    if problem is not None:
+        raise InvalidUsage(problem)
+
+
+def socket_payload_problem(data: Any, metadata_key: str) -> Optional[str]:
+    """Why Rasa's socket.io handler could not read a `user_uttered` payload, or None. Rasa 3.6 calls
+    `data.get` and `json.loads` on it unchecked, so a payload that is not an object, a message that is
+    not text or metadata that is not a JSON object raised in the handler, logged a traceback and left
+    the shopper without an answer."""
+    if not isinstance(data, dict):
+        return 'The payload must be an object such as {"message": "...", "session_id": "..."}.'
+    if not isinstance(data.get("message"), str):
+        return '"message" must be a string.'
+    session_id = data.get("session_id")
+    if session_id is not None and not isinstance(session_id, str):
+        return '"session_id" must be a string.'
+    metadata = data.get(metadata_key)
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            return f'"{metadata_key}" must be a JSON object.'
+    if metadata is not None and not isinstance(metadata, dict):
+        return f'"{metadata_key}" must be a JSON object.'
+    return None

@@ -19,10 +19,15 @@
    AsyncRedisManager carry every emit to all replicas (on SOCKETIO_REDIS_CHANNEL); unset, emits stay
    in the process as with Rasa's stock channel.
 
+6. A socket.io `user_uttered` payload that Rasa's handler cannot read (not an object, a message that is
+   not text, customData that is not a JSON object) is answered "Sorry, I couldn't read that message."
+   with the reason, instead of an exception in Rasa's handler and no answer (channels/limits.py).
+
 Both keep Rasa's channel names ("socketio", "rest"), so the widget, the actions' choice of rich
 or plain messages and trigger_intent's output_channel=latest work as with the stock channels.
 """
 import hmac
+import logging
 import os
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Mapping, Optional, Text
 
@@ -36,9 +41,11 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from channels.card_masking import mask_card_data
-from channels.limits import checked_rest_body, enforced
+from channels.limits import checked_rest_body, enforced, socket_payload_problem
 from shop.frustration import detect_frustration
 from shop.handoff import relay_token
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the agent module loads TensorFlow; the channel only receives Rasa's agent
     from rasa.core.agent import Agent
@@ -158,6 +165,7 @@ class WebChatInput(SocketIOInput):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         shopper_messages = ShopperMessages(on_new_message)
         webhook = shopper_messages.webhook = super().blueprint(enforced(shopper_messages))
+        self._check_payloads()
         manager = socketio_client_manager()
         if manager is not None:
             use_client_manager(self.sio, manager)
@@ -167,6 +175,24 @@ class WebChatInput(SocketIOInput):
             return await self._relay_agent_message(request)
 
         return webhook
+
+    def _check_payloads(self) -> None:
+        """Puts a check in front of Rasa's `user_uttered` handler: a payload it could not read is answered
+        with what is wrong (to that socket only) and goes no further."""
+        namespace = self.namespace or "/"
+        rasa_handler = self.sio.handlers[namespace][self.user_message_evt]
+
+        # python-socketio passes no `data` at all for an event sent without a payload.
+        async def checked_handler(sid: Text, data: Any = None) -> None:
+            problem = socket_payload_problem(data, self.metadata_key)
+            if problem is None:
+                return await rasa_handler(sid, data)
+            logger.warning("Refused a %s payload of socket %s: %s", self.user_message_evt, sid, problem)
+            await self.sio.emit(self.bot_message_evt, {"text": f"Sorry, I couldn't read that message. {problem}"},
+                                room=sid, namespace=namespace)
+            return None
+
+        self.sio.on(self.user_message_evt, checked_handler, namespace=self.namespace)
 
     async def _relay_agent_message(self, request: Request) -> HTTPResponse:
         supplied = request.headers.get("Authorization", "")

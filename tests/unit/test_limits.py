@@ -7,7 +7,7 @@ from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from sanic.exceptions import InvalidUsage
 
 from channels.limits import (
-    ConversationRateLimiter, checked_rest_body, enforced, too_fast_reply, too_long_reply,
+    ConversationRateLimiter, checked_rest_body, enforced, socket_payload_problem, too_fast_reply, too_long_reply,
 )
 
 
@@ -69,3 +69,20 @@ def test_a_well_formed_rest_body_passes():
     checked_rest_body({"sender": "shopper-1", "message": "hi"})
     checked_rest_body({"sender": 17, "message": ""})
     checked_rest_body({"message": "hi"})
+
+
+@pytest.mark.parametrize("data, reason", [
+    (None, "object"), (42, "object"), ("hi", "object"), (["hi"], "object"),
+    ({"session_id": "s"}, '"message"'), ({"message": 5}, '"message"'), ({"message": {"text": "hi"}}, '"message"'),
+    ({"message": "hi", "session_id": 7}, '"session_id"'), ({"message": "hi", "customData": "{not json"}, '"customData"'),
+    ({"message": "hi", "customData": "[1]"}, '"customData"'), ({"message": "hi", "customData": 3}, '"customData"'),
+])
+def test_socket_payloads_rasa_cannot_read_are_named(data, reason):
+    assert reason in socket_payload_problem(data, "customData")
+
+
+def test_the_widgets_payloads_pass():
+    assert socket_payload_problem({"message": "hi", "session_id": "s1"}, "customData") is None
+    assert socket_payload_problem({"message": "/greet", "session_id": "s1", "customData": {"page": "home"}},
+                                  "customData") is None
+    assert socket_payload_problem({"message": "hi", "customData": '{"page": "home"}'}, "customData") is None
