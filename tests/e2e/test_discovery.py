@@ -6,11 +6,7 @@ from sqlalchemy import select
 from shop.db import session_scope
 from shop.models import Product, Variant
 from shop.recommendations import frequently_bought_together
-from tests.e2e.test_rest import say
-
-
-def text_of(replies):
-    return "\n".join(r.get("text", "") for r in replies)
+from tests.e2e.test_rest import say, text_of
 
 
 def test_running_shoes_to_a_variant_in_stock_with_reviews_and_cross_sell(stack):

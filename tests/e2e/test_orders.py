@@ -4,13 +4,10 @@ import re
 from sqlalchemy import select
 
 from shop.models import Order
-from tests.e2e.test_rest import say
+from shop.seed import DEMO_CUSTOMER
+from tests.e2e.test_rest import say, text_of
 
-DEMO_EMAIL = "alex.morgan@example.com"  # shop.seed's known shopper, with one order in every status
-
-
-def text_of(replies) -> str:
-    return "\n".join(r.get("text", "") for r in replies)
+DEMO_EMAIL = DEMO_CUSTOMER["email"]  # one order in every status
 
 
 def demo_order(stack, status: str) -> Order:

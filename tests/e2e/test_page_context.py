@@ -13,7 +13,7 @@ from shop.db import session_scope
 from shop.models import Product, Variant
 from shop.policy import format_money
 from tests.browser import launch_chromium
-from tests.e2e.chat import ask, buttons, reply_with
+from tests.e2e.chat import ask, buttons
 from tests.e2e.test_browser import BOT_MESSAGES
 from tests.e2e.test_socketio import WebChatClient
 from web.server import page_context_payload

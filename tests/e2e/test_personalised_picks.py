@@ -6,13 +6,10 @@ from sqlalchemy import select
 from shop.db import session_scope
 from shop.models import Customer, Order
 from shop.recommendations import personalised_picks
-from tests.e2e.test_rest import say
+from shop.seed import DEMO_CUSTOMER
+from tests.e2e.test_rest import say, text_of
 
-DEMO_EMAIL = "alex.morgan@example.com"  # shop.seed's known shopper, with one order in every status
-
-
-def text_of(replies) -> str:
-    return "\n".join(r.get("text", "") for r in replies)
+DEMO_EMAIL = DEMO_CUSTOMER["email"]  # one order in every status
 
 
 def listed_titles(reply: str):

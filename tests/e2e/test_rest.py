@@ -16,6 +16,11 @@ def say(stack, sender: str, text: str):
     return response.json()
 
 
+def text_of(replies) -> str:
+    """The texts of a REST answer's messages, one per line."""
+    return "\n".join(r.get("text", "") for r in replies)
+
+
 def test_rest_conversation_greets_then_lists_products_from_the_database(stack):
     greeting = say(stack, "rest-shopper", "hello")
     assert f"welcome to {SHOP_NAME}" in greeting[0]["text"]
