@@ -35,12 +35,13 @@ import socketio
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
-from rasa.shared.core.events import BotUttered, SessionStarted, UserUttered
+from rasa.shared.core.events import BotUttered
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from channels.card_masking import mask_card_data
+from channels.conversation_state import conversation_state
 from channels.limits import checked_rest_body, enforced, socket_payload_problem
 from shop.frustration import detect_frustration
 from shop.handoff import relay_token
@@ -112,18 +113,11 @@ async def flag_frustration(message: UserMessage, agent: Optional["Agent"]) -> No
     """Sets parse_data on a strongly frustrated message, so Rasa hands the chat to a person."""
     if agent is None or agent.tracker_store is None or not message.text or message.text.startswith(PAYLOAD_PREFIX):
         return
-    tracker = await agent.tracker_store.retrieve(message.sender_id)
-    earlier: List[Text] = []
-    if tracker is not None:
-        # An agent has the chat, or a form is asking something (the rules hand off between forms only).
-        if tracker.is_paused() or tracker.active_loop_name:
-            return
-        for event in reversed(tracker.events):
-            if isinstance(event, SessionStarted) or len(earlier) == EARLIER_MESSAGES:
-                break
-            if isinstance(event, UserUttered) and event.text:
-                earlier.insert(0, event.text)
-    frustration = detect_frustration(message.text, earlier)
+    state = await conversation_state(agent.tracker_store, message.sender_id, EARLIER_MESSAGES)
+    # An agent has the chat, or a form is asking something (the rules hand off between forms only).
+    if state.paused or state.active_loop:
+        return
+    frustration = detect_frustration(message.text, state.earlier_texts)
     if frustration is not None:
         message.parse_data = frustrated_parse(message, list(frustration.signals))
 

@@ -1,6 +1,9 @@
 """The socket.io output the widget gets (postback buttons as quick replies, link buttons as web_url replies)
 and the frustration check on shoppers' messages with Rasa's real agent and tracker store."""
 import asyncio
+import uuid
+
+import pytest
 
 import socketio
 from rasa.core.channels.channel import UserMessage
@@ -37,16 +40,24 @@ def test_a_link_button_reaches_the_widget_as_a_web_url_reply_beside_postbacks():
 
 # Rasa's agent, tracker and event modules load TensorFlow: imported inside the tests that use them, so that
 # collecting the unit tests stays quick.
-def agent_with(conversation_id, events):
-    """Rasa's agent (no model needed) whose tracker store holds one conversation."""
+@pytest.fixture(params=["sql", "memory"])
+def agent_with(request, tmp_path):
+    """Rasa's agent (no model needed) whose tracker store holds one conversation: a real SQLite tracker
+    store (whose rows the channel reads) or the in-memory one (whose tracker it replays)."""
     from rasa.core.agent import Agent
-    from rasa.core.tracker_store import InMemoryTrackerStore
+    from rasa.core.tracker_store import InMemoryTrackerStore, SQLTrackerStore
     from rasa.shared.core.domain import Domain
     from rasa.shared.core.trackers import DialogueStateTracker
 
-    store = InMemoryTrackerStore(Domain.empty())
-    asyncio.run(store.save(DialogueStateTracker.from_events(conversation_id, events)))
-    return Agent(tracker_store=store)
+    def make(conversation_id, events):
+        if request.param == "sql":
+            store = SQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(tmp_path / f"{uuid.uuid4().hex}.db"))
+        else:
+            store = InMemoryTrackerStore(Domain.empty())
+        asyncio.run(store.save(DialogueStateTracker.from_events(conversation_id, events)))
+        return Agent(tracker_store=store)
+
+    return make
 
 
 def shopper_said(*texts):
@@ -64,7 +75,7 @@ def flagged(agent, text, conversation_id="chat-1"):
     return message
 
 
-def test_a_frustrated_message_reaches_rasa_as_talk_to_human_with_the_reason_and_the_shoppers_words():
+def test_a_frustrated_message_reaches_rasa_as_talk_to_human_with_the_reason_and_the_shoppers_words(agent_with):
     message = flagged(agent_with("chat-1", shopper_said("hi")), "this is useless!!!")
 
     assert message.text == "this is useless!!!"
@@ -75,13 +86,13 @@ def test_a_frustrated_message_reaches_rasa_as_talk_to_human_with_the_reason_and_
                                                                       ["insult", "exclamations"])
 
 
-def test_the_same_question_a_third_time_is_frustration_the_second_time_is_not():
+def test_the_same_question_a_third_time_is_frustration_the_second_time_is_not(agent_with):
     agent = agent_with("chat-1", shopper_said("where is my parcel", "where is my parcel"))
     assert flagged(agent, "where is my parcel").parse_data["entities"][0]["signals"] == ["repeated_three_times"]
     assert flagged(agent_with("chat-1", shopper_said("where is my parcel")), "where is my parcel").parse_data is None
 
 
-def test_calm_messages_buttons_paused_chats_and_running_forms_keep_rasas_own_understanding():
+def test_calm_messages_buttons_paused_chats_and_running_forms_keep_rasas_own_understanding(agent_with):
     from rasa.shared.core.events import ActiveLoop, ConversationPaused
 
     assert flagged(agent_with("chat-1", shopper_said("hi")), "show me red sneakers").parse_data is None
@@ -92,3 +103,22 @@ def test_calm_messages_buttons_paused_chats_and_running_forms_keep_rasas_own_und
                    "this is useless").parse_data is None
     # A first message has no tracker yet and is checked all the same.
     assert flagged(agent_with("other", []), "you are the worst").parse_data["intent"]["name"] == "talk_to_human"
+
+
+def test_a_reverted_turn_counts_as_rasa_replays_it(agent_with):
+    from rasa.shared.core.events import ActionExecuted, ConversationPaused, ConversationResumed, UserUttered, UserUtteranceReverted
+
+    # The pause came with a message that was reverted: the chat is not with a person.
+    reverted_pause = [*shopper_said("hi"), ActionExecuted("action_listen"), UserUttered("get me someone"),
+                      ConversationPaused(), UserUtteranceReverted()]
+    assert flagged(agent_with("chat-1", reverted_pause), "wtf").parse_data["intent"]["name"] == "talk_to_human"
+    resumed = [*shopper_said("hi"), ConversationPaused(), ConversationResumed(), *shopper_said("ok")]
+    assert flagged(agent_with("chat-1", resumed), "wtf").parse_data["intent"]["name"] == "talk_to_human"
+
+
+def test_only_the_current_session_counts_as_earlier_messages(agent_with):
+    from rasa.shared.core.events import ActionExecuted, SessionStarted
+
+    agent = agent_with("chat-1", [*shopper_said("where is my parcel", "where is my parcel"),
+                                  ActionExecuted("action_session_start"), SessionStarted()])
+    assert flagged(agent, "where is my parcel").parse_data is None
