@@ -25,5 +25,5 @@ def say_shop_data_unavailable(dispatcher: CollectingDispatcher) -> None:
 
 def shop_data_unavailable_reply(action_call: Dict[str, Any]) -> Dict[str, Any]:
     """The action server's answer to `action_call` (Rasa's POST /webhook body) whose action failed
-    on the shop database: no events (the conversation stays as it was), the honest message."""
+    on the shop database: the honest message, and the turn ends there with the conversation as it was."""
     return unavailable_reply(action_call)

@@ -9,7 +9,7 @@ from typing import AsyncIterator, List
 
 from aiohttp import ClientSession, web
 
-from ops.action_fallback import DEFAULT_MESSAGE, TALK_TO_A_PERSON, unavailable_reply
+from ops.action_fallback import DEFAULT_MESSAGE, END_OF_TURN, TALK_TO_A_PERSON, unavailable_reply
 from ops.balancer import create_app
 from ops.servers import free_port
 
@@ -150,7 +150,7 @@ def action_call_through(backends_factory, **options):
 def test_a_custom_action_no_server_can_run_gets_an_honest_answer_and_a_person_at_once():
     status, reply, seconds, upstream = action_call_through(lambda _slow: [nobody_listening(), nobody_listening()])
     assert status == 200 and upstream == "fallback"
-    assert reply == {"events": [], "responses": [{"text": DEFAULT_MESSAGE, "buttons": [TALK_TO_A_PERSON]}]}
+    assert reply == {"events": [END_OF_TURN], "responses": [{"text": DEFAULT_MESSAGE, "buttons": [TALK_TO_A_PERSON]}]}
     assert seconds < 5
 
 
@@ -186,6 +186,6 @@ def test_the_fallback_is_said_once_per_turn():
     ]}}
     next_turn = {"tracker": {"events": already_said["tracker"]["events"] + [{"event": "user", "text": "hello?"}]}}
 
-    assert unavailable_reply(already_said) == {"events": [], "responses": []}
+    assert unavailable_reply(already_said) == {"events": [END_OF_TURN], "responses": []}
     assert unavailable_reply(next_turn)["responses"][0]["text"] == DEFAULT_MESSAGE
     assert unavailable_reply({})["responses"][0]["buttons"] == [TALK_TO_A_PERSON]
