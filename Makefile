@@ -18,8 +18,8 @@ run: install $(MODEL)
 test: install-test
 	@scripts/test.sh
 
-# The production profile's scale-out and fault tests: two Rasa replicas and two action servers on
-# the local PostgreSQL, Redis and RabbitMQ. Slow (both replicas load the model), so not in `make test`.
+# The production profile's scale-out, fault and soak tests on their own (`make test` ends with them): two
+# Rasa replicas and two action servers on the local PostgreSQL, Redis and RabbitMQ.
 test-production: install-test $(MODEL)
 	$(BIN)/pytest tests/production
 

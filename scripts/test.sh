@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, in the order that fails fastest: data validation, unit and action tests,
-# training, conversation tests, then end-to-end tests against real servers and a real browser.
+# training, conversation tests, end-to-end tests against real servers and a real browser, then the
+# production profile's replica, fault and soak tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -44,3 +45,7 @@ rm -rf results
 
 step "pytest: end-to-end (REST, socket.io, browser)"
 "$BIN/pytest" tests/e2e
+
+# Last: the slowest, and they need the local PostgreSQL, Redis and RabbitMQ.
+step "pytest: production profile (two Rasa replicas, faults, 100 x 20 soak)"
+"$BIN/pytest" tests/production
