@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +76,41 @@ class ScaledStack:
         """Every event Rasa has published to the run's RabbitMQ queue since the last call (taken off it)."""
         return asyncio.run(_broker_events(self.queue))
 
+    def wait_until_every_replica_answers(self, timeout: float = 900) -> None:
+        """Until each Rasa replica (one killed by an earlier test is started again) has its model loaded."""
+        deadline = time.monotonic() + timeout
+        for url in self.replica_urls:
+            while True:
+                try:
+                    if requests.get(f"{url}/status", params={"token": RASA_TOKEN}, timeout=5).ok:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} did not answer within {timeout}s")
+                time.sleep(1)
+
     def rasa_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("rasa-*.log")))
+
+
+def kill(pid: int, port: int, timeout: float = 60) -> None:
+    """SIGKILL the server `pid` and return once its `port` refuses connections. A big process takes a
+    while to die (its main thread is a zombie while the others still exit) and until then its listening
+    socket takes connections that are then reset; the balancer retries only refused ones, since a broken
+    connection may have been handled, so a message sent in that moment gets a 504."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"port {port} still takes connections {timeout}s after SIGKILL of {pid}")
+        time.sleep(0.05)
 
 
 def _admin_engine():

@@ -4,20 +4,23 @@ turns alternating between two Rasa replicas, the Redis lock store, events on Rab
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from ops.action_fallback import DEFAULT_MESSAGE, TALK_TO_A_PERSON
 from shop.db import make_engine
+from shop.models import Order
+from shop.seed import DEMO_CUSTOMER
 from tests.e2e.catalog_checks import assert_are_red_sneakers_under
-from tests.production.conftest import LOCK_TROUBLE, RASA_TOKEN, REDIS_DB, REDIS_HOST, REDIS_PORT, SHOP_NAME
+from tests.e2e.test_cart_recovery import in_stock_variant
+from tests.e2e.test_rest import text_of
+from tests.production.conftest import LOCK_TROUBLE, kill, RASA_TOKEN, REDIS_DB, REDIS_HOST, REDIS_PORT, SHOP_NAME
 from tests.production.tracker_checks import assert_every_turn_complete_and_unmixed, turns
 
 LISTED_PRODUCT = re.compile(r"^\d+\. (.+?) by .+?: \$\d", re.MULTILINE)
@@ -153,8 +156,8 @@ def test_with_every_action_server_down_the_shopper_hears_why_and_gets_a_person_o
     sender = f"down-{uuid.uuid4().hex[:8]}"
     assert f"welcome to {SHOP_NAME}" in scaled.say(sender, "hello").json()[0]["text"]
     killed = {port: scaled.pid_of(f"actions-{port}") for port in scaled.action_replica_ports}
-    for pid in killed.values():
-        os.kill(pid, signal.SIGKILL)
+    for port, pid in killed.items():
+        kill(pid, port)
 
     started = time.monotonic()
     replies = scaled.say(sender, "show me red sneakers under 80 dollars").json()
@@ -181,7 +184,8 @@ def test_a_replica_killed_mid_conversation_loses_nothing(scaled):
     sender = f"crash-{uuid.uuid4().hex[:8]}"
     first = scaled.say(sender, "show me red sneakers under 80 dollars")
     crashed = first.headers["X-Upstream"]
-    os.kill(scaled.pid_of(f"rasa-{crashed.rsplit(':', 1)[1]}"), signal.SIGKILL)
+    crashed_port = int(crashed.rsplit(':', 1)[1])
+    kill(scaled.pid_of(f"rasa-{crashed_port}"), crashed_port)
 
     second = scaled.say(sender, "in black instead")
     third = scaled.say(sender, "thanks")
@@ -197,3 +201,34 @@ def test_a_replica_killed_mid_conversation_loses_nothing(scaled):
     assert [json.loads(r["data"])["text"] for r in rows if r["type_name"] == "user"] == [
         "show me red sneakers under 80 dollars", "in black instead", "thanks"]
     assert_every_turn_complete_and_unmixed(rows)
+
+
+def test_a_replica_killed_after_verification_and_an_added_item_continues_the_same_conversation(scaled):
+    scaled.wait_until_every_replica_answers()
+    shop_engine = make_engine(scaled.shop_url)
+    try:
+        with shop_engine.connect() as connection:
+            orders = dict(connection.execute(select(Order.status, Order.number).where(
+                Order.email == DEMO_CUSTOMER["email"], Order.status.in_(["shipped", "delivered"]))).all())
+        handle, title, color, size = in_stock_variant(shop_engine)
+    finally:
+        shop_engine.dispose()
+    sender = f"restart-{uuid.uuid4().hex[:8]}"
+    assert "order number" in text_of(scaled.say(sender, "where is my order?").json())
+    verified = text_of(scaled.say(sender, f"{orders['shipped']} {DEMO_CUSTOMER['email']}").json())
+    assert f"Order {orders['shipped']}" in verified
+    added = scaled.say(sender, f'/add_to_cart{{"product_handle": "{handle}", "color": "{color}", "size": "{size}"}}')
+    assert f"Added 1 x {title}" in text_of(added.json())
+    crashed = added.headers["X-Upstream"]
+    crashed_port = int(crashed.rsplit(':', 1)[1])
+    kill(scaled.pid_of(f"rasa-{crashed_port}"), crashed_port)
+
+    cart = scaled.say(sender, "what's in my cart?")
+    status = scaled.say(sender, f"where is {orders['delivered']}")
+
+    assert {cart.headers["X-Upstream"], status.headers["X-Upstream"]} == set(scaled.replica_urls) - {crashed}
+    assert title in text_of(cart.json())
+    # Still verified: the other order's status comes without asking for the email again.
+    status_text = text_of(status.json())
+    assert f"Order {orders['delivered']}" in status_text and "email" not in status_text.lower()
+    assert_every_turn_complete_and_unmixed(scaled.tracker_rows(sender))

@@ -63,6 +63,7 @@ def percentile(values: List[float], share: float) -> float:
 
 
 def test_100_conversations_x_20_turns_at_once_lose_no_message(scaled):
+    scaled.wait_until_every_replica_answers()
     rng = random.Random(SEED)
     run_id = uuid.uuid4().hex[:8]
     scripts = {f"soak-{run_id}-{i}": script(rng) for i in range(CONVERSATIONS)}
