@@ -48,6 +48,7 @@ class ScaledStack:
     queue: str
     log_dir: Path
     rabbitmq: TcpProxy
+    supervisor: Server  # scripts/run_scaled.sh, which starts a stopped server again
 
     def say(self, sender: str, message: str, via: str = None) -> requests.Response:
         """Send through the balancer, or straight to the Rasa replica at `via`."""
@@ -78,17 +79,14 @@ class ScaledStack:
 
     def wait_until_every_replica_answers(self, timeout: float = 900) -> None:
         """Until each Rasa replica (one killed by an earlier test is started again) has its model loaded."""
-        deadline = time.monotonic() + timeout
         for url in self.replica_urls:
-            while True:
-                try:
-                    if requests.get(f"{url}/status", params={"token": RASA_TOKEN}, timeout=5).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{url} did not answer within {timeout}s")
-                time.sleep(1)
+            self.supervisor.wait_until_ready(f"{url}/status?token={RASA_TOKEN}", model_loaded, timeout)
+
+    def kill(self, server: str, port: int) -> int:
+        """SIGKILL the supervised `server` ("rasa" or "actions") on `port`; returns its process id."""
+        pid = self.pid_of(f"{server}-{port}")
+        kill(pid, port)
+        return pid
 
     def rasa_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("rasa-*.log")))
@@ -111,6 +109,10 @@ def kill(pid: int, port: int, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"port {port} still takes connections {timeout}s after SIGKILL of {pid}")
         time.sleep(0.05)
+
+
+def model_loaded(status: requests.Response) -> bool:
+    return status.ok and bool(status.json().get("model_file"))
 
 
 def _admin_engine():
@@ -166,7 +168,7 @@ def scaled(tmp_path_factory):
     try:
         replica_urls = [f"http://127.0.0.1:{port}" for port in rasa_replicas]
         for url in replica_urls + [f"http://127.0.0.1:{rasa_port}"]:
-            stack.wait_until_ready(f"{url}/status?token={RASA_TOKEN}", lambda r: r.ok and bool(r.json().get("model_file")), 1100)
+            stack.wait_until_ready(f"{url}/status?token={RASA_TOKEN}", model_loaded, 1100)
         for port in action_replicas:
             stack.wait_until_ready(f"http://127.0.0.1:{port}/health", lambda r: r.ok, 60)
         yield ScaledStack(
@@ -174,7 +176,7 @@ def scaled(tmp_path_factory):
             action_replica_ports=action_replicas, shop_url=shop_url,
             tracker_url=server_url.set(database=tracker_db).render_as_string(hide_password=False),
             redis_key_prefix=env["REDIS_KEY_PREFIX"], queue=env["RABBITMQ_QUEUE"], log_dir=workdir,
-            rabbitmq=rabbitmq,
+            rabbitmq=rabbitmq, supervisor=stack,
         )
     finally:
         stack.stop()

@@ -20,7 +20,7 @@ from shop.seed import DEMO_CUSTOMER
 from tests.e2e.catalog_checks import assert_are_red_sneakers_under
 from tests.e2e.test_cart_recovery import in_stock_variant
 from tests.e2e.test_rest import text_of
-from tests.production.conftest import LOCK_TROUBLE, kill, RASA_TOKEN, REDIS_DB, REDIS_HOST, REDIS_PORT, SHOP_NAME
+from tests.production.conftest import LOCK_TROUBLE, RASA_TOKEN, REDIS_DB, REDIS_HOST, REDIS_PORT, SHOP_NAME
 from tests.production.tracker_checks import assert_every_turn_complete_and_unmixed, turns
 
 LISTED_PRODUCT = re.compile(r"^\d+\. (.+?) by .+?: \$\d", re.MULTILINE)
@@ -139,25 +139,10 @@ def test_with_rabbitmq_down_shoppers_are_answered_and_every_event_is_published_o
     assert published == stored
 
 
-
-def wait_until_answering(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not come back within {timeout}s")
-
-
 def test_with_every_action_server_down_the_shopper_hears_why_and_gets_a_person_offered(scaled):
     sender = f"down-{uuid.uuid4().hex[:8]}"
     assert f"welcome to {SHOP_NAME}" in scaled.say(sender, "hello").json()[0]["text"]
-    killed = {port: scaled.pid_of(f"actions-{port}") for port in scaled.action_replica_ports}
-    for port, pid in killed.items():
-        kill(pid, port)
+    killed = {port: scaled.kill("actions", port) for port in scaled.action_replica_ports}
 
     started = time.monotonic()
     replies = scaled.say(sender, "show me red sneakers under 80 dollars").json()
@@ -168,7 +153,7 @@ def test_with_every_action_server_down_the_shopper_hears_why_and_gets_a_person_o
     assert [r.get("text") for r in replies].count(DEFAULT_MESSAGE) == 1
 
     for port in scaled.action_replica_ports:  # the supervisor starts them again
-        wait_until_answering(f"http://127.0.0.1:{port}/health", 180)
+        scaled.supervisor.wait_until_ready(f"http://127.0.0.1:{port}/health", lambda r: r.ok, 180)
         assert scaled.pid_of(f"actions-{port}") != killed[port]
     replies = scaled.say(sender, "show me red sneakers under 80 dollars").json()
     listing = "\n".join(r.get("text", "") for r in replies)
@@ -184,8 +169,7 @@ def test_a_replica_killed_mid_conversation_loses_nothing(scaled):
     sender = f"crash-{uuid.uuid4().hex[:8]}"
     first = scaled.say(sender, "show me red sneakers under 80 dollars")
     crashed = first.headers["X-Upstream"]
-    crashed_port = int(crashed.rsplit(':', 1)[1])
-    kill(scaled.pid_of(f"rasa-{crashed_port}"), crashed_port)
+    scaled.kill("rasa", int(crashed.rsplit(":", 1)[1]))
 
     second = scaled.say(sender, "in black instead")
     third = scaled.say(sender, "thanks")
@@ -220,8 +204,7 @@ def test_a_replica_killed_after_verification_and_an_added_item_continues_the_sam
     added = scaled.say(sender, f'/add_to_cart{{"product_handle": "{handle}", "color": "{color}", "size": "{size}"}}')
     assert f"Added 1 x {title}" in text_of(added.json())
     crashed = added.headers["X-Upstream"]
-    crashed_port = int(crashed.rsplit(':', 1)[1])
-    kill(scaled.pid_of(f"rasa-{crashed_port}"), crashed_port)
+    scaled.kill("rasa", int(crashed.rsplit(":", 1)[1]))
 
     cart = scaled.say(sender, "what's in my cart?")
     status = scaled.say(sender, f"where is {orders['delivered']}")

@@ -16,7 +16,6 @@ import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
@@ -83,7 +82,7 @@ def test_100_conversations_x_20_turns_at_once_lose_no_message(scaled):
                "latency_max_ms": round(max(latencies) * 1000)}
     out = REPO_ROOT / "results" / "soak"
     out.mkdir(parents=True, exist_ok=True)
-    Path(out / "soak.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (out / "soak.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nsoak: {json.dumps(figures)}")
 
     failed = [(sender, status) for sender, turns in results.items() for _, status, replies in turns
